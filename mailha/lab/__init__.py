@@ -1,1 +1,15 @@
+"""A disposable lab for mailha: network namespaces, real Postfix and keepalived, load tools.
 
+Everything here exists to exercise mailha against the real programs it has to live with,
+on one machine and without touching the host's network: each node is a network namespace
+on a private bridge, every name carries a caller-given prefix so parallel runs never
+collide, and every resource is owned by an (async) context manager that tears it down on
+success, on exceptions and on Ctrl-C. :func:`mailha.lab.netns.cleanup_stale` removes what
+a crashed (SIGKILLed) run left behind.
+
+Used by the integration tests, the benchmarks in ``bench/`` and ``mailha demo``.
+"""
+
+from mailha.lab.errors import LabError
+
+__all__ = ["LabError"]

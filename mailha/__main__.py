@@ -1,0 +1,5 @@
+import sys
+
+from mailha.cli import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""The control socket: ``mailha status`` and ``mailha reload`` talk to the daemon here.
+
+One JSON request per connection (``{"command": "status"}`` or ``{"command": "reload"}``),
+one JSON reply, then close — simple enough to drive with ``socat`` in an emergency.
+The socket is created mode 0600 in a 0700 directory: the state it shows (and the reload it
+triggers) is for root only, like ``ipvsadm``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger("mailha.control")
+
+MAX_REQUEST = 64 * 1024
+EXIT_NOT_RUNNING = 3
+
+Handler = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class ControlServer:
+    """Serves ``status`` and ``reload`` from the daemon's own event loop."""
+
+    def __init__(self, path: Path, *, status: Handler, reload: Handler) -> None:
+        self.path = path
+        self._handlers = {"status": status, "reload": reload}
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            if await _is_live(self.path):
+                raise RuntimeError(
+                    f"control socket {self.path} is in use: is another mailha running?"
+                    " Stop it, or set [control] socket to another path."
+                )
+            self.path.unlink()
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            reply = await self._dispatch(line)
+        except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
+            reply = {"ok": False, "error": f"bad request: {exc}"}
+        try:
+            writer.write(json.dumps(reply, default=str).encode() + b"\n")
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+        if len(line) > MAX_REQUEST:
+            return {"ok": False, "error": "request too long"}
+        try:
+            request = json.loads(line or b"{}")
+        except json.JSONDecodeError as exc:
+            return {"ok": False, "error": f"request is not JSON: {exc}"}
+        command = request.get("command") if isinstance(request, dict) else None
+        handler = self._handlers.get(command) if isinstance(command, str) else None
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {command!r}; use status or reload"}
+        try:
+            return await handler()
+        except Exception as exc:  # the daemon must outlive a failing status handler
+            log.exception("control command %s failed", command)
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+async def _is_live(path: Path) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+def request(path: Path, command: str, *, timeout: float = 30.0) -> dict[str, Any]:
+    """Send one command and return the reply (blocking; for the CLI)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(json.dumps({"command": command}).encode() + b"\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    reply = json.loads(b"".join(chunks))
+    if not isinstance(reply, dict):
+        raise ValueError("reply is not a JSON object")
+    return reply
+
+
+def client_command(command: str, path: Path, *, json_output: bool = False) -> int:
+    try:
+        reply = request(path, command)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(
+            f"mailha: the daemon is not running (no listener on {path}).\n"
+            "Start it with `systemctl start mailha` or `mailha serve CONFIG`.",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_RUNNING
+    except PermissionError:
+        print(f"mailha: permission denied on {path}: run as root.", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"mailha: no usable reply from {path}: {exc}", file=sys.stderr)
+        return 1
+    if json_output:
+        print(json.dumps(reply, indent=2, default=str))
+    elif command == "status":
+        render_status(reply, sys.stdout)
+    else:
+        if reply.get("ok"):
+            print(reply.get("message", "reloaded"))
+        else:
+            print(f"mailha: reload rejected: {reply.get('error', '?')}", file=sys.stderr)
+            for line in reply.get("diagnostics", []):
+                print(f"  {line}", file=sys.stderr)
+    return 0 if reply.get("ok", False) else 1
+
+
+def render_status(reply: dict[str, Any], out: TextIO) -> None:
+    """The human view of ``status``: instances, the IPVS table, then the checkers."""
+    if not reply.get("ok"):
+        out.write(f"error: {reply.get('error')}\n")
+        return
+    out.write(f"mailha {reply.get('version', '?')} on {reply.get('router_id', '?')}"
+              f", config {reply.get('config', '?')}\n\n")
+    out.write("VRRP instances\n")
+    for inst in reply.get("instances", []):
+        out.write(
+            f"  {inst['name']:<16} {inst['state']:<7} prio {inst['priority']:>3}"
+            f" (base {inst['base_priority']})  vrid {inst['vrid']}  if {inst['interface']}"
+            f"  master {inst.get('master') or '-'}  vips {', '.join(inst.get('vips', []))}\n"
+        )
+    out.write("\nIPVS (services this node owns)\n")
+    services = reply.get("ipvs", [])
+    if not services:
+        out.write("  (none programmed on this node)\n")
+    for svc in services:
+        out.write(f"  {svc['service']}  {svc['scheduler']}\n")
+        for dest in svc.get("destinations", []):
+            out.write(
+                f"    -> {dest['address']:<22} {dest['forward']:<6} weight {dest['weight']:>5}"
+                f"  active {dest.get('active', 0):>5}  inactive {dest.get('inactive', 0):>5}\n"
+            )
+    out.write("\nHealth checks\n")
+    checks = reply.get("checks", [])
+    if not checks:
+        out.write("  (none configured)\n")
+    for chk in checks:
+        state = "UP" if chk.get("up") else "DOWN"
+        out.write(
+            f"  {chk['real_server']:<22} {chk['checker']:<11} {state:<5}"
+            f" {chk.get('reason', '')}  ({chk.get('age', '?')} s ago)\n"
+        )

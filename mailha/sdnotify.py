@@ -67,6 +67,8 @@ def watchdog_interval() -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     try:
-        return int(usec) / 2_000_000
+        value = int(usec)
     except ValueError:
         return None
+    # sd_watchdog_enabled(3) treats 0 as invalid; a zero interval would spin the pinger.
+    return value / 2_000_000 if value > 0 else None

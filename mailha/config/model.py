@@ -110,8 +110,8 @@ class GlobalConfig:
     smtp_helo_name: str | None = None
     smtp_connect_timeout: float = 30.0
     smtp_alert: bool = False
-    vrrp_mcast_group4: IPv4Address = IPv4Address("224.0.0.18")
-    vrrp_mcast_group6: IPv6Address = IPv6Address("ff02::12")
+    vrrp_mcast_group4: IPv4Address = IPv4Address("224.0.0.18")  # noqa: RUF009
+    vrrp_mcast_group6: IPv6Address = IPv6Address("ff02::12")  # noqa: RUF009
     vrrp_garp_master_delay: float = 5.0
     vrrp_garp_master_repeat: int = 5
     vrrp_garp_lower_prio_delay: float | None = None
@@ -420,7 +420,7 @@ class VirtualServer:
 @dataclass(frozen=True)
 class MetricsConfig:
     enabled: bool = True
-    listen: IPAddress = IPv4Address("127.0.0.1")
+    listen: IPAddress = IPv4Address("127.0.0.1")  # noqa: RUF009
     port: int = 9650
 
 

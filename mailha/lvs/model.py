@@ -32,8 +32,8 @@ IPAddress: TypeAlias = IPv4Address | IPv6Address
 
 #: Longest scheduler / persistence-engine name the kernel accepts (IP_VS_SCHEDNAME_MAXLEN - 1).
 NAME_MAX = 15
-#: Largest weight mailha writes; ipvsadm and keepalived use the same bound.
-WEIGHT_MAX = 65535
+#: The kernel keeps weights in an int and refuses negative ones.
+WEIGHT_MAX = 0x7FFFFFFF
 U32_MAX = 0xFFFFFFFF
 #: The kernel stores the persistence timeout in jiffies (x HZ, up to 1000) in an int.
 TIMEOUT_MAX = 0x7FFFFFFF // 1000
@@ -67,6 +67,7 @@ SH_PORT = ServiceFlags.SCHED2
 MH_FALLBACK = ServiceFlags.SCHED1
 MH_PORT = ServiceFlags.SCHED2
 SCHED_FLAGS = ServiceFlags.SCHED1 | ServiceFlags.SCHED2 | ServiceFlags.SCHED3
+NO_FLAGS = ServiceFlags(0)
 
 
 class Forward(enum.IntEnum):
@@ -85,9 +86,16 @@ class TunnelType(enum.IntEnum):
 
 
 class TunnelFlags(enum.IntFlag):
-    NOCSUM = 0x01
-    CSUM = 0x02
-    REMCSUM = 0x04
+    """IP_VS_TUNNEL_ENCAP_FLAG_*: outer checksum of GUE/GRE encapsulation.
+
+    No flag at all is IP_VS_TUNNEL_ENCAP_FLAG_NOCSUM (ipvsadm's ``--tun-nocsum``).
+    """
+
+    CSUM = 0x01
+    REMCSUM = 0x02
+
+
+NO_TUNNEL_FLAGS = TunnelFlags(0)
 
 
 def parse_address(value: str | IPAddress) -> IPAddress:
@@ -144,9 +152,7 @@ class ServiceKey:
         return cls(family_of(addr), Protocol(protocol), addr, port)
 
     @classmethod
-    def for_fwmark(
-        cls, fwmark: int, family: socket.AddressFamily = socket.AF_INET
-    ) -> ServiceKey:
+    def for_fwmark(cls, fwmark: int, family: socket.AddressFamily = socket.AF_INET) -> ServiceKey:
         if fwmark == 0:
             raise LvsModelError("fwmark 0 means 'no fwmark'; use 1..4294967295")
         zero: IPAddress = IPv4Address(0) if family == socket.AF_INET else IPv6Address(0)
@@ -195,7 +201,7 @@ class Service:
 
     key: ServiceKey
     scheduler: str = "wlc"
-    sched_flags: ServiceFlags = ServiceFlags(0)
+    sched_flags: ServiceFlags = NO_FLAGS
     persistence: Persistence | None = None
     one_packet: bool = False
     pe_name: str | None = None
@@ -218,6 +224,10 @@ class Service:
                     f"persistence prefix /{self.persistence.prefix} is outside {low}..{bits}"
                     f" for {self.key.family.name}"
                 )
+            if self.persistence.prefix == bits:
+                # A full-length prefix is the default: spell it one way so that the
+                # desired /32 equals what the kernel reads back.
+                object.__setattr__(self, "persistence", Persistence(self.persistence.timeout))
 
     @property
     def flags(self) -> ServiceFlags:
@@ -236,7 +246,7 @@ class Tunnel:
 
     type: TunnelType = TunnelType.IPIP
     port: int = 0
-    flags: TunnelFlags = TunnelFlags(0)
+    flags: TunnelFlags = NO_TUNNEL_FLAGS
 
     def __post_init__(self) -> None:
         _check_port(self.port, "tunnel")
@@ -356,9 +366,7 @@ class VirtualServer:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, VirtualServer):
             return NotImplemented
-        return self.service == other.service and dict(self.destinations) == dict(
-            other.destinations
-        )
+        return self.service == other.service and dict(self.destinations) == dict(other.destinations)
 
     def __hash__(self) -> int:
         return hash((self.service, frozenset(self.destinations.items())))
@@ -410,9 +418,7 @@ class DestStats:
 @dataclass(frozen=True, slots=True)
 class ServiceStats:
     stats: Stats = Stats()
-    destinations: Mapping[DestKey, DestStats] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    destinations: Mapping[DestKey, DestStats] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class ObservedTable(Mapping[ServiceKey, VirtualServer]):
@@ -421,15 +427,20 @@ class ObservedTable(Mapping[ServiceKey, VirtualServer]):
     Equality with another mapping compares the configuration only, never the counters.
     """
 
-    __slots__ = ("_servers", "_stats")
+    __slots__ = ("_servers", "_stats", "unreadable")
 
     def __init__(
         self,
         servers: Mapping[ServiceKey, VirtualServer],
         stats: Mapping[ServiceKey, ServiceStats],
+        unreadable: Iterable[str] = (),
     ) -> None:
         self._servers = dict(servers)
         self._stats = dict(stats)
+        #: Why kernel services that do not fit the model (e.g. an AH/ESP service made by
+        #: another tool) were left out. They are foreign by construction: mailha never
+        #: creates such services, so leaving them out of the table leaves them alone.
+        self.unreadable: tuple[str, ...] = tuple(unreadable)
 
     def __getitem__(self, key: ServiceKey) -> VirtualServer:
         return self._servers[key]

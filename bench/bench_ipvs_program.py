@@ -1,0 +1,122 @@
+"""Programming a large IPVS table: mailha's netlink adapter against ``ipvsadm -R``.
+
+Run as root where ip_vs exists, e.g. in the test VM:
+
+    tests/vm/vmrun -- python bench/bench_ipvs_program.py [--services 500] [--rounds 3]
+
+Everything happens in a private network namespace (IPVS tables are per namespace),
+so the host's table is never touched. Each round programs the same table twice from
+empty, once through mailha (observe + plan + pipelined apply, in process) and once
+through ``ipvsadm -R`` (process start included, as an operator would run it),
+flushing in between; then it times a no-op reconcile (observe + plan, 0 operations)
+of the full table. Prints best-of-rounds times and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mailha.lvs.model import (  # noqa: E402
+    Destination,
+    Service,
+    ServiceKey,
+    VirtualServer,
+    make_table,
+)
+from mailha.lvs.netlink import IpvsNetlink  # noqa: E402
+from mailha.lvs.planner import plan  # noqa: E402
+
+CLONE_NEWNET = 0x40000000
+
+
+def desired_table(services: int) -> dict[ServiceKey, VirtualServer]:
+    return make_table(
+        VirtualServer.of(
+            Service(ServiceKey.for_address(f"10.40.{i // 250}.{i % 250 + 1}", 25), "wlc"),
+            [Destination.of("10.50.0.1", 25), Destination.of("10.50.0.2", 25)],
+        )
+        for i in range(services)
+    )
+
+
+def ipvsadm_rules(services: int) -> str:
+    lines = []
+    for i in range(services):
+        vip = f"10.40.{i // 250}.{i % 250 + 1}:25"
+        lines.append(f"-A -t {vip} -s wlc")
+        lines.extend(f"-a -t {vip} -r 10.50.0.{n}:25 -m -w 1" for n in (1, 2))
+    return "\n".join(lines) + "\n"
+
+
+async def ipvsadm_restore(rules: str) -> float:
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        "ipvsadm", "-R", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(600):
+        _, err = await proc.communicate(rules.encode())
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"ipvsadm -R failed: {err.decode()}")
+    return elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise SystemExit(f"unshare(CLONE_NEWNET): {os.strerror(ctypes.get_errno())} (root?)")
+
+    desired = desired_table(args.services)
+    rules = ipvsadm_rules(args.services)
+    n_rules = rules.count("\n")
+    mailha_times: list[float] = []
+    ipvsadm_times: list[float] = []
+    noop_times: list[float] = []
+    async with await IpvsNetlink.open(request_timeout=120) as ipvs:
+        for _ in range(args.rounds):
+            await ipvs.flush()
+            start = time.perf_counter()
+            ops = plan(desired, await ipvs.observe(), set())
+            result = await ipvs.apply(ops)
+            mailha_times.append(time.perf_counter() - start)
+            result.raise_for_errors()
+            assert len(ops) == n_rules, (len(ops), n_rules)
+
+            start = time.perf_counter()
+            ops = plan(desired, await ipvs.observe(), set(desired))
+            noop_times.append(time.perf_counter() - start)
+            assert ops == [], ops
+
+            await ipvs.flush()
+            ipvsadm_times.append(await ipvsadm_restore(rules))
+            assert (await ipvs.observe()).config() == desired  # same table both ways
+        await ipvs.flush()
+
+    best_mailha, best_ipvsadm = min(mailha_times), min(ipvsadm_times)
+    print(f"table: {args.services} services x 2 destinations = {n_rules} operations")
+    print(f"rounds: {args.rounds} (best / median, seconds)")
+    print(f"mailha  observe+plan+apply: {best_mailha:.3f} / {statistics.median(mailha_times):.3f}")
+    print(
+        f"ipvsadm -R                : {best_ipvsadm:.3f} / {statistics.median(ipvsadm_times):.3f}"
+    )
+    print(f"ratio mailha / ipvsadm -R : {best_mailha / best_ipvsadm:.2f}x (goal <= 1.5x)")
+    print(f"no-op reconcile (observe+plan, 0 ops): {min(noop_times):.3f} / "
+          f"{statistics.median(noop_times):.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

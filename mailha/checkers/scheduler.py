@@ -1,0 +1,150 @@
+"""Run every checker on its own timer and feed the results to the pure health state.
+
+One task per checker, all on the daemon's event loop. Each task waits a random warmup
+(so that checks configured alike do not fire in lockstep), then loops: run the check,
+hand the result to :class:`~.quorum.VirtualServerHealth`, report the update, and sleep
+until ``start + next_delay`` (``delay_loop``, or ``delay_before_retry`` while retrying),
+measured from the start of the check as keepalived does.
+
+Checks never stack: a check that outlives its slot delays the next one, which then
+starts as soon as it finishes. That is an *overrun*; it is counted, and logged once per
+streak (and once when the checker is back on schedule) rather than at every check.
+
+Time is injected (``clock`` and ``sleep``), so tests drive the scheduler with a fake
+clock; production uses :func:`time.monotonic` and :func:`asyncio.sleep`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from mailha.config.model import Checker, RealServer
+
+from . import run_checker
+from .quorum import HealthUpdate, VirtualServerHealth
+from .result import CheckResult
+
+__all__ = ["CheckScheduler", "SchedulerStats"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+CheckRunner = Callable[[Checker, RealServer], Awaitable[CheckResult]]
+UpdateCallback = Callable[[VirtualServerHealth, HealthUpdate], None]
+ResultCallback = Callable[[VirtualServerHealth, RealServer, Checker, CheckResult], None]
+
+
+@dataclass
+class SchedulerStats:
+    """Counters for metrics; plain integers the event loop updates in place."""
+
+    checks: int = 0
+    failures: int = 0
+    overruns: int = 0
+    errors: int = 0  # the check itself raised: a bug, reported as a failure
+
+
+def warmup_delay(checker: Checker, rng: random.Random) -> float:
+    """keepalived's warmup: random in [0, warmup], default [0, delay_loop]; 0 disables."""
+    common = checker.common
+    limit = common.delay_loop if common.warmup is None else common.warmup
+    return rng.uniform(0.0, limit) if limit > 0 else 0.0
+
+
+class CheckScheduler:
+    """Drive all checkers of ``services`` until cancelled.
+
+    ``on_update`` receives every :class:`HealthUpdate` (events to announce, and whether
+    the desired pool changed: read it with ``service.pool()``), first one per service
+    at start with the start-up events. ``on_result`` (optional) sees every raw result,
+    for metrics. Both are called synchronously on the loop and must not block.
+
+    On shutdown, cancel :meth:`run` and collect ``service.shutdown()`` events (omega).
+    """
+
+    def __init__(
+        self,
+        services: Sequence[VirtualServerHealth],
+        on_update: UpdateCallback,
+        *,
+        on_result: ResultCallback | None = None,
+        run_check: CheckRunner = run_checker,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.services = tuple(services)
+        self.stats = SchedulerStats()
+        self._on_update = on_update
+        self._on_result = on_result
+        self._run_check = run_check
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    async def run(self) -> None:
+        """Start every checker and run until cancelled (cancelling stops them all)."""
+        for service in self.services:
+            self._on_update(service, HealthUpdate(0.0, service.start(), pool_changed=True))
+        async with asyncio.TaskGroup() as group:
+            for service in self.services:
+                for rs_index, rs in enumerate(service.real_servers):
+                    for checker_index in range(len(rs.checkers)):
+                        group.create_task(
+                            self._drive(service, rs_index, checker_index),
+                            name=f"check {service.virtual_server.label} {rs.real_server.ip}"
+                            f" #{checker_index}",
+                        )
+
+    async def _drive(self, service: VirtualServerHealth, rs_index: int, index: int) -> None:
+        real_server = service.real_servers[rs_index].real_server
+        checker = real_server.checkers[index]
+        name = f"{checker.kind} of {real_server.ip}:{real_server.port or 0}"
+        await self._sleep(warmup_delay(checker, self._rng))
+        overrunning = 0
+        failing_with_error = False
+        while True:
+            started = self._clock()
+            try:
+                result = await self._run_check(checker, real_server)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.errors += 1
+                if not failing_with_error:
+                    log.exception("%s raised; counting it as a failure", name)
+                failing_with_error = True
+                result = CheckResult.failure(
+                    "checker_error", f"{type(exc).__name__}: {exc}", self._clock() - started
+                )
+            else:
+                failing_with_error = False
+            self.stats.checks += 1
+            if not result.ok:
+                self.stats.failures += 1
+            if self._on_result is not None:
+                self._on_result(service, real_server, checker, result)
+            update = service.record(rs_index, index, result)
+            self._on_update(service, update)
+            wait = started + update.next_delay - self._clock()
+            if wait <= 0:
+                self.stats.overruns += 1
+                overrunning += 1
+                if overrunning == 1:
+                    log.warning(
+                        "%s took %.3fs, beyond its %.3gs slot: next check starts late",
+                        name,
+                        self._clock() - started,
+                        update.next_delay,
+                    )
+                wait = 0.0
+            elif overrunning:
+                log.info("%s back on schedule after %d overrun(s)", name, overrunning)
+                overrunning = 0
+            await self._sleep(wait)

@@ -1,0 +1,142 @@
+"""Read, set and restore kernel parameters under /proc/sys, remembering originals.
+
+The daemon changes a handful of sysctls to do its job (``arp_ignore``/``arp_announce``
+for a DR real server holding the VIP on ``lo``, ``ip_nonlocal_bind`` so Postfix can
+listen on a VIP it does not hold yet, ``net.ipv4.vs.*`` tuning) and must put them back
+when it stops, or a node keeps answering ARP differently after mailha is gone.
+:class:`SysctlChanges` records the first value it saw for every key, logs every change
+with its reason, and restores in reverse order.
+
+Names use sysctl(8)'s dotted form.  As in sysctl(8), a ``/`` inside a component stands
+for a ``.`` in the real name, which matters for VLAN interfaces:
+``net.ipv4.conf.eth0/100.arp_ignore`` is ``/proc/sys/net/ipv4/conf/eth0.100/arp_ignore``;
+:func:`conf_key` builds such names from an interface name.
+
+Access is a plain read/write of a /proc file: microseconds, so it is done directly on
+the event loop.  ``net.*`` entries belong to the network namespace of the calling task.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+__all__ = [
+    "SysctlChanges",
+    "SysctlError",
+    "conf_key",
+    "read_sysctl",
+    "sysctl_path",
+    "write_sysctl",
+]
+
+log = logging.getLogger(__name__)
+
+PROC_SYS = Path("/proc/sys")
+_MISSING = "no such sysctl (module not loaded or interface missing?)"
+
+
+class SysctlError(Exception):
+    """A sysctl cannot be read or written; ``reason`` is stable and precise."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"sysctl {name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def conf_key(family: int, ifname: str, leaf: str) -> str:
+    """``net.ipv{4,6}.conf.<ifname>.<leaf>``, escaping dots in ``ifname`` like sysctl(8)."""
+    if family not in (4, 6):
+        raise ValueError(f"family must be 4 or 6, not {family!r}")
+    return f"net.ipv{family}.conf.{ifname.replace('.', '/')}.{leaf}"
+
+
+def sysctl_path(name: str) -> Path:
+    """Map a dotted sysctl name to its file, refusing anything that escapes /proc/sys."""
+    parts = name.split(".")
+    if not name or any(p in ("", "..") for p in parts):
+        raise SysctlError(name, "malformed name")
+    return PROC_SYS.joinpath(*(p.replace("/", ".") for p in parts))
+
+
+def read_sysctl(name: str) -> str:
+    """The current value, whitespace-normalised (``"4096\\t87380"`` -> ``"4096 87380"``)."""
+    path = sysctl_path(name)
+    try:
+        return " ".join(path.read_text().split())
+    except FileNotFoundError:
+        raise SysctlError(name, _MISSING) from None
+    except OSError as exc:
+        raise SysctlError(name, f"cannot read: {exc.strerror or exc}") from None
+
+
+def write_sysctl(name: str, value: str | int) -> None:
+    """Write ``value``; the kernel validates it (EINVAL becomes a :class:`SysctlError`)."""
+    path = sysctl_path(name)
+    try:
+        path.write_text(f"{value}\n")
+    except FileNotFoundError:
+        raise SysctlError(name, _MISSING) from None
+    except PermissionError:
+        raise SysctlError(name, "permission denied (needs root in this namespace)") from None
+    except OSError as exc:
+        raise SysctlError(name, f"kernel refused {value!r}: {exc.strerror or exc}") from None
+
+
+class SysctlChanges:
+    """Sysctl changes made by this process, restorable in reverse order.
+
+    Not a singleton: each subsystem (DR real server, IPVS tuning) may own one and
+    restore only what it changed.  Restoring writes back the value seen *before the
+    first change*; a value the admin changed since then is overwritten, and logged.
+    """
+
+    def __init__(self) -> None:
+        self._originals: dict[str, str] = {}
+        self._wanted: dict[str, str] = {}
+
+    @property
+    def changed(self) -> dict[str, str]:
+        """Keys changed so far, with their original values."""
+        return dict(self._originals)
+
+    def set(self, name: str, value: str | int, reason: str) -> bool:
+        """Set ``name`` to ``value`` unless it already has it; True if it was changed.
+
+        Logs ``set NAME OLD -> NEW (reason)``.  The original value is remembered on the
+        first change only, so setting a key twice still restores the admin's value.
+        """
+        new = " ".join(str(value).split())
+        old = read_sysctl(name)
+        if old == new:
+            log.debug("sysctl %s already %s (%s)", name, new, reason)
+            return False
+        write_sysctl(name, new)
+        self._originals.setdefault(name, old)
+        self._wanted[name] = new
+        log.info("set %s %s -> %s (%s)", name, old, new, reason)
+        return True
+
+    def restore(self) -> list[SysctlError]:
+        """Put every changed key back, newest first; returns (and logs) what failed.
+
+        Never raises: shutdown must go on even if an interface vanished meanwhile.
+        """
+        errors: list[SysctlError] = []
+        for name in reversed(list(self._originals)):
+            original = self._originals[name]
+            try:
+                current = read_sysctl(name)
+                if current != self._wanted[name]:
+                    log.warning("sysctl %s was changed behind us to %s; restoring %s anyway",
+                                name, current, original)
+                if current != original:
+                    write_sysctl(name, original)
+                    log.info("restored %s %s -> %s", name, current, original)
+            except SysctlError as exc:
+                log.warning("could not restore %s to %s: %s", name, original, exc.reason)
+                errors.append(exc)
+        self._originals.clear()
+        self._wanted.clear()
+        return errors

@@ -1,0 +1,380 @@
+"""Asyncio adapter for VRRP's IP protocol 112 over raw IPv4/IPv6 sockets.
+
+This module moves bytes; it does not understand them.  :meth:`VrrpSocket.send` takes
+an encoded VRRP payload (``mailha.vrrp.packet``), :meth:`VrrpSocket.recv` returns the
+payload with the addressing facts the protocol needs to check it: source, destination,
+TTL / hop limit (RFC 3768/5798: must be 255) and the arrival interface.  Receiving
+never raises on garbage; deciding what is garbage is the codec's job.
+
+What each socket does (a subset of keepalived's vrrp.c/vrrp_scheduler.c socket setup):
+
+* ``SO_BINDTODEVICE`` to the VRRP interface, so only packets arriving there are seen;
+* TTL / hop limit 255 for unicast and multicast, TOS / traffic class 0xc0 (as
+  keepalived), multicast loopback off, multicast out of the VRRP interface;
+* multicast mode (no unicast peers): join 224.0.0.18 / ff02::12 on the interface, and
+  choose the source address per packet (``IP_PKTINFO``/``IPV6_PKTINFO``) instead of
+  binding, because a raw IPv4 socket bound to an address drops packets to the group;
+* unicast mode: ``bind()`` to the source address (``unicast_src_ip``, else the
+  interface's primary address), which also makes the kernel drop protocol-112 packets
+  that are not addressed to us;
+* IPv4 reception includes the IP header, parsed here for TTL and addresses;
+  IPv6 reception gets hop limit and destination from ancillary data.
+
+What remains for the caller: the socket sees *every* VRRP packet on the link (all
+VRIDs, any sender).  Filtering by VRID, by configured peer and by ``dst`` (e.g.
+multicast mode ignoring unicast adverts) happens above, in the VRRP instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from types import TracebackType
+
+__all__ = [
+    "IPPROTO_VRRP",
+    "VRRP_GROUP_V4",
+    "VRRP_GROUP_V6",
+    "Received",
+    "VrrpSocket",
+    "VrrpSocketError",
+]
+
+IPAddress = IPv4Address | IPv6Address
+
+IPPROTO_VRRP = 112
+VRRP_GROUP_V4 = IPv4Address("224.0.0.18")
+VRRP_GROUP_V6 = IPv6Address("ff02::12")
+VRRP_TTL = 255
+#: Precedence "internetwork control" (DSCP CS6), as keepalived marks its adverts, so
+#: QoS policies that protect routing protocols protect VRRP too.
+VRRP_TOS = 0xC0
+
+# Linux values, missing from Python's socket module.
+IP_PKTINFO = 8
+IP_MULTICAST_ALL = 49
+IPV6_MULTICAST_ALL = 29
+
+_RECV_BUFSIZE = 65535
+_CMSG_SPACE = socket.CMSG_SPACE(32) * 3
+
+
+class VrrpSocketError(Exception):
+    """Opening or sending failed; ``reason`` is stable and precise, ``errno`` if any."""
+
+    def __init__(self, reason: str, errno_: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.errno = errno_
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One protocol-112 packet as it arrived.
+
+    ``payload`` is what followed the IP header (the VRRP packet, or garbage).  ``dst``,
+    ``ttl`` (hop limit for IPv6) and ``ifindex`` are ``None`` only when the kernel did
+    not provide them or the IPv4 header was unreadable.
+    """
+
+    payload: bytes
+    src: IPAddress
+    dst: IPAddress | None
+    ttl: int | None
+    ifindex: int | None
+
+
+class VrrpSocket:
+    """A raw VRRP socket on one interface.  Create with :meth:`open`."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        family: int,
+        ifname: str,
+        ifindex: int,
+        src: IPAddress,
+        peers: tuple[IPAddress, ...],
+        multicast: bool,
+    ) -> None:
+        self._sock = sock
+        self.family = family
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.src = src
+        self.peers = peers
+        self.multicast = multicast
+        self._loop = asyncio.get_running_loop()
+        self._pktinfo = _pktinfo_cmsg(family, ifindex, src) if multicast else None
+        self._waiter: asyncio.Future[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        family: int,
+        ifname: str,
+        src: IPAddress | None,
+        peers: tuple[IPAddress, ...],
+        multicast: bool,
+    ) -> VrrpSocket:
+        """Open a socket for VRRP on ``ifname``.
+
+        ``family`` is ``socket.AF_INET``/``AF_INET6`` (or 4/6).  ``src`` is
+        ``unicast_src_ip``; ``None`` picks the interface's primary address (IPv6: its
+        link-local address).  ``multicast`` must be true exactly when ``peers`` is
+        empty.  Needs CAP_NET_RAW; runs in the current network namespace.
+        """
+        af = _family(family)
+        if multicast == bool(peers):
+            raise VrrpSocketError(
+                "multicast mode needs no unicast peers" if multicast
+                else "unicast mode needs at least one peer"
+            )
+        for peer in peers:
+            if _family(peer.version) != af:
+                raise VrrpSocketError(f"peer {peer} is not of the socket's address family")
+        try:
+            ifindex = socket.if_nametoindex(ifname)
+        except OSError:
+            raise VrrpSocketError(f"no such interface: {ifname}") from None
+        if src is None:
+            from mailha.net.addresses import AddressError, primary_address
+
+            try:
+                src = await primary_address(ifname, af)
+            except AddressError as exc:
+                raise VrrpSocketError(exc.reason) from None
+            if src is None:
+                kind = "usable link-local IPv6" if af == socket.AF_INET6 else "IPv4"
+                raise VrrpSocketError(f"{ifname} has no {kind} address to send VRRP from")
+        elif _family(src.version) != af:
+            raise VrrpSocketError(f"source {src} is not of the socket's address family")
+
+        try:
+            sock = socket.socket(af, socket.SOCK_RAW, IPPROTO_VRRP)
+        except PermissionError:
+            raise VrrpSocketError("cannot open a raw socket: needs CAP_NET_RAW") from None
+        try:
+            _configure(sock, af, ifname, ifindex, src, multicast)
+        except OSError as exc:
+            sock.close()
+            raise VrrpSocketError(_explain_setup(exc, ifname, src), exc.errno) from None
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, family=af, ifname=ifname, ifindex=ifindex, src=src,
+                   peers=tuple(peers), multicast=multicast)
+
+    async def __aenter__(self) -> VrrpSocket:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def send(self, payload: bytes) -> None:
+        """Send ``payload`` to every unicast peer, or once to the VRRP group.
+
+        Non-blocking.  A full send buffer or a routing error raises
+        :class:`VrrpSocketError` after trying every peer (the caller logs it: an advert
+        lost now is followed by the next one an interval later).  VRRPv3 checksums cover
+        the destination address, so a v3 sender with several peers encodes one payload
+        per peer and uses :meth:`send_to` instead.
+        """
+        self._send_each((dst, payload) for dst in self.destinations())
+
+    def send_to(self, payload: bytes, dst: IPAddress) -> None:
+        """Send ``payload`` to one destination (a peer or the group); errors as :meth:`send`."""
+        self._send_each([(dst, payload)])
+
+    def destinations(self) -> tuple[IPAddress, ...]:
+        """Where adverts go: the unicast peers, or the VRRP multicast group."""
+        if self.multicast:
+            return (VRRP_GROUP_V4 if self.family == socket.AF_INET else VRRP_GROUP_V6,)
+        return self.peers
+
+    def _send_each(self, items: Iterable[tuple[IPAddress, bytes]]) -> None:
+        failures: list[str] = []
+        last_errno: int | None = None
+        for dst, payload in items:
+            try:
+                if self._pktinfo is not None:
+                    self._sock.sendmsg([payload], [self._pktinfo], 0, _sockaddr(dst, self.ifindex))
+                else:
+                    self._sock.sendto(payload, _sockaddr(dst, self.ifindex))
+            except OSError as exc:
+                last_errno = exc.errno
+                failures.append(f"{dst}: {exc.strerror or exc}")
+        if failures:
+            raise VrrpSocketError(f"VRRP send on {self.ifname} failed: " + "; ".join(failures),
+                                  last_errno)
+
+    async def recv(self) -> Received:
+        """Wait for the next protocol-112 packet on this interface (one reader at a time)."""
+        while True:
+            try:
+                data, ancdata, _flags, addr = self._sock.recvmsg(_RECV_BUFSIZE, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                await self._readable()
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.ENETDOWN, errno.ENOBUFS):
+                    continue  # transient: interface flapped or queue overflowed
+                raise VrrpSocketError(f"VRRP receive on {self.ifname} failed: {exc}",
+                                      exc.errno) from None
+            if self.family == socket.AF_INET:
+                return _decode_v4(data, ancdata, addr)
+            return _decode_v6(data, ancdata, addr)
+
+    def close(self) -> None:
+        """Close the socket; a pending :meth:`recv` raises :class:`VrrpSocketError`."""
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(VrrpSocketError(f"VRRP socket on {self.ifname} closed"))
+
+    async def _readable(self) -> None:
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise VrrpSocketError(f"VRRP socket on {self.ifname} is closed")
+        if self._waiter is not None:
+            raise VrrpSocketError(f"concurrent recv() on the VRRP socket of {self.ifname}")
+        fut: asyncio.Future[None] = self._loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        self._waiter = fut
+        self._loop.add_reader(fd, ready)
+        try:
+            await fut
+        finally:
+            self._waiter = None
+            if self._sock.fileno() >= 0:
+                self._loop.remove_reader(fd)
+
+
+def _family(family: int) -> int:
+    if family in (4, socket.AF_INET):
+        return socket.AF_INET
+    if family in (6, socket.AF_INET6):
+        return socket.AF_INET6
+    raise VrrpSocketError(f"unknown address family {family!r}")
+
+
+def _configure(
+    sock: socket.socket, af: int, ifname: str, ifindex: int, src: IPAddress, multicast: bool
+) -> None:
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+    if af == socket.AF_INET:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, VRRP_TOS)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        mreqn = struct.pack("=4s4si", b"\0" * 4, src.packed, ifindex)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        if multicast:
+            # Only groups joined on *this* socket, not every group the host joined.
+            sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+            group = struct.pack("=4s4si", VRRP_GROUP_V4.packed, b"\0" * 4, ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group)
+        else:
+            sock.bind((str(src), 0))
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, VRRP_TOS)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        if multicast:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
+            mreq = struct.pack("=16si", VRRP_GROUP_V6.packed, ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        else:
+            scope = ifindex if src.is_link_local else 0
+            sock.bind((str(src), 0, 0, scope))
+
+
+def _pktinfo_cmsg(af: int, ifindex: int, src: IPAddress) -> tuple[int, int, bytes]:
+    if af == socket.AF_INET:
+        # struct in_pktinfo { int ifindex; in_addr spec_dst (our source); in_addr addr; }
+        return (socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=i4s4s", ifindex, src.packed,
+                                                           b"\0" * 4))
+    # struct in6_pktinfo { in6_addr addr (our source); unsigned ifindex; }
+    return (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, struct.pack("=16sI", src.packed, ifindex))
+
+
+def _sockaddr(dst: IPAddress, ifindex: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    if isinstance(dst, IPv4Address):
+        return (str(dst), 0)
+    scope = ifindex if (dst.is_link_local or dst.is_multicast) else 0
+    return (str(dst), 0, 0, scope)
+
+
+def _decode_v4(
+    data: bytes, ancdata: list[tuple[int, int, bytes]], addr: tuple[str, int]
+) -> Received:
+    ifindex: int | None = None
+    for level, kind, value in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+            ifindex = struct.unpack_from("=i", value)[0]
+    src = ip_address(addr[0])
+    if len(data) >= 20 and data[0] >> 4 == 4:
+        ihl = (data[0] & 0x0F) * 4
+        if 20 <= ihl <= len(data):
+            return Received(
+                payload=bytes(data[ihl:]),
+                src=IPv4Address(data[12:16]),
+                dst=IPv4Address(data[16:20]),
+                ttl=data[8],
+                ifindex=ifindex,
+            )
+    return Received(payload=bytes(data), src=src, dst=None, ttl=None, ifindex=ifindex)
+
+
+def _decode_v6(
+    data: bytes, ancdata: list[tuple[int, int, bytes]], addr: tuple[str, int, int, int]
+) -> Received:
+    ttl: int | None = None
+    dst: IPAddress | None = None
+    ifindex: int | None = None
+    for level, kind, value in ancdata:
+        if level != socket.IPPROTO_IPV6:
+            continue
+        if kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+            ttl = struct.unpack_from("=i", value)[0]
+        elif kind == socket.IPV6_PKTINFO and len(value) >= 20:
+            raw, ifindex = struct.unpack_from("=16sI", value)
+            dst = IPv6Address(raw)
+    # recvmsg formats a link-local source as "fe80::1%eth0"; keep the bare address.
+    src = IPv6Address(addr[0].split("%", 1)[0])
+    return Received(payload=bytes(data), src=src, dst=dst, ttl=ttl, ifindex=ifindex)
+
+
+def _explain_setup(exc: OSError, ifname: str, src: IPAddress) -> str:
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot send from {src}: it is not an address of this host (or still tentative)"
+    if exc.errno == errno.ENODEV:
+        return f"no such interface: {ifname}"
+    if exc.errno == errno.EPERM:
+        return "permission denied setting up the VRRP socket (needs CAP_NET_RAW)"
+    return f"cannot set up the VRRP socket on {ifname}: {exc.strerror or exc}"

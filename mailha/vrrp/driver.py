@@ -1,0 +1,404 @@
+"""The asyncio driver of one VRRP instance: socket, timers and addresses around the machine.
+
+:class:`~mailha.vrrp.machine.VrrpMachine` decides; this module only carries out. It
+decodes what the raw socket hands up and applies the receive checks that need the
+instance's configuration (peer list, TTL range, VRID, authentication) before the machine
+sees an advert; runs the machine's timer with ``loop.call_at``; and performs the actions
+the machine returns strictly in order, on one worker task, so "send the advert, then add
+the addresses, then announce them" happens in that order even though adding an address is
+a netlink round trip.
+
+A packet that fails a check is counted (``mailha_vrrp_receive_errors_total{reason}``) and
+dropped; nothing a peer sends can raise out of the receive loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Collection
+from ipaddress import IPv4Address, IPv6Address
+from typing import Literal
+
+from mailha.config.model import GlobalConfig, InitialState, VirtualAddress, VrrpInstance
+from mailha.metrics import Metrics
+from mailha.net import arp
+from mailha.net.addresses import Addresses
+from mailha.net.vrrp_socket import Received, VrrpSocket, VrrpSocketError
+from mailha.notify import Notifier, NotifyScripts, NotifyState
+from mailha.vrrp.events import (
+    Action,
+    AddVips,
+    Diagnostic,
+    Discarded,
+    PriorityChanged,
+    RemoveVips,
+    SendAdvert,
+    SendGratuitous,
+    State,
+    StateChanged,
+)
+from mailha.vrrp.machine import InstanceParams, VrrpMachine
+from mailha.vrrp.packet import Advert, AuthType, VrrpDecodeError, decode_advert, encode_advert
+from mailha.vrrp.tracking import EffectivePriority
+
+IPAddress = IPv4Address | IPv6Address
+StateListener = Callable[[str, State], None]
+Scope = Literal["global", "site", "link", "host", "nowhere"]
+
+_NOTIFY_STATE = {
+    State.MASTER: NotifyState.MASTER,
+    State.BACKUP: NotifyState.BACKUP,
+    State.FAULT: NotifyState.FAULT,
+    State.STOPPED: NotifyState.STOP,
+}
+
+
+def instance_params(cfg: VrrpInstance, glob: GlobalConfig, primary: IPAddress) -> InstanceParams:
+    """The machine's parameters from the configuration (instance value, else global)."""
+
+    def pick(value: float | int | None, default: float | int) -> float | int:
+        return default if value is None else value
+
+    return InstanceParams(
+        name=cfg.name,
+        vrid=cfg.virtual_router_id,
+        priority=cfg.priority,
+        primary_address=primary,
+        virtual_addresses=tuple(v.ip for v in cfg.virtual_ipaddress),
+        version=cfg.version,
+        advert_int=cfg.advert_int,
+        initial_state=State.MASTER if cfg.state is InitialState.MASTER else State.BACKUP,
+        nopreempt=cfg.nopreempt,
+        preempt_delay=cfg.preempt_delay,
+        accept=cfg.accept,
+        lower_prio_no_advert=cfg.lower_prio_no_advert,
+        down_timer_adverts=cfg.down_timer_adverts,
+        garp_master_delay=float(pick(cfg.garp_master_delay, glob.vrrp_garp_master_delay)),
+        garp_master_repeat=int(pick(cfg.garp_master_repeat, glob.vrrp_garp_master_repeat)),
+        garp_master_refresh=float(pick(cfg.garp_master_refresh, glob.vrrp_garp_master_refresh)),
+        garp_master_refresh_repeat=int(
+            pick(cfg.garp_master_refresh_repeat, glob.vrrp_garp_master_refresh_repeat)
+        ),
+        garp_lower_prio_repeat=cfg.garp_lower_prio_repeat
+        if cfg.garp_lower_prio_repeat is not None
+        else glob.vrrp_garp_lower_prio_repeat,
+        garp_lower_prio_delay=cfg.garp_lower_prio_delay
+        if cfg.garp_lower_prio_delay is not None
+        else glob.vrrp_garp_lower_prio_delay,
+    )
+
+
+def _scope(name: str | None) -> Scope:
+    if name in ("site", "link", "host", "nowhere"):
+        return name  # type: ignore[return-value]
+    return "global"
+
+
+class InstanceDriver:
+    """Runs one ``vrrp_instance``: create, :meth:`start`, feed tracking, :meth:`stop`."""
+
+    def __init__(
+        self,
+        cfg: VrrpInstance,
+        glob: GlobalConfig,
+        *,
+        addresses: Addresses,
+        notifier: Notifier,
+        metrics: Metrics,
+        local_vrids: Collection[int] = (),
+        on_state: StateListener | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.glob = glob
+        self.log = logging.getLogger(f"mailha.vrrp.{cfg.name}")
+        self._addresses = addresses
+        self._notifier = notifier
+        self._metrics = metrics
+        self._local_vrids = frozenset(local_vrids) | {cfg.virtual_router_id}
+        self._on_state = on_state
+        self._loop = asyncio.get_running_loop()
+        self._machine: VrrpMachine | None = None
+        self._socket: VrrpSocket | None = None
+        self._queue: asyncio.Queue[list[Action]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._announcing: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._peers = {p.address: p for p in cfg.unicast_peer}
+        self._vip_cfg: dict[IPAddress, VirtualAddress] = {v.ip: v for v in cfg.virtual_ipaddress}
+        self.primary: IPAddress | None = None
+        self.master_address: IPAddress | None = None
+        self._notify_scripts = NotifyScripts(
+            master=cfg.notify_master,
+            backup=cfg.notify_backup,
+            fault=cfg.notify_fault,
+            stop=cfg.notify_stop,
+            generic=cfg.notify,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def state(self) -> State:
+        return self._machine.state if self._machine is not None else State.INIT
+
+    @property
+    def priority(self) -> int:
+        return self._machine.priority if self._machine is not None else self.cfg.priority
+
+    @property
+    def machine(self) -> VrrpMachine | None:
+        return self._machine
+
+    async def start(self, initial: EffectivePriority | None = None) -> None:
+        """Open the socket and start the machine (in FAULT if ``initial`` says so)."""
+        cfg = self.cfg
+        family = socket.AF_INET6 if cfg.family == 6 else socket.AF_INET
+        src = cfg.unicast_src_ip if not cfg.multicast else cfg.mcast_src_ip
+        self._socket = await VrrpSocket.open(
+            family,
+            cfg.interface,
+            src,
+            tuple(p.address for p in cfg.unicast_peer),
+            cfg.multicast,
+        )
+        self.primary = self._socket.src
+        now = self._loop.time()
+        self._machine = VrrpMachine(instance_params(cfg, self.glob, self.primary), now)
+        for warning in self._machine.warnings:
+            self.log.warning("%s", warning)
+        self._metrics.vrrp_base_priority.labels(cfg.name).set(cfg.priority)
+        self._metrics.set_vrrp_state(cfg.name, "INIT")
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"vrrp {cfg.name} actions"),
+            asyncio.create_task(self._receive(), name=f"vrrp {cfg.name} receive"),
+        ]
+        if initial is not None:
+            self._submit(self._machine.update_tracking(initial, now))
+        self._submit(self._machine.start(now))
+        self.log.info(
+            "started: vrid %d, priority %d, %s %s from %s on %s",
+            cfg.virtual_router_id, cfg.priority,
+            "multicast to" if cfg.multicast else "unicast to",
+            ", ".join(str(p.address) for p in cfg.unicast_peer) or "the VRRP group",
+            self.primary, cfg.interface,
+        )
+
+    async def stop(self) -> None:
+        """Leave cleanly: a master sends priority 0 and removes its addresses."""
+        if self._machine is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._submit(self._machine.shutdown(self._loop.time()))
+        await self._queue.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    # ------------------------------------------------------------------ inputs
+
+    def update_tracking(self, result: EffectivePriority) -> None:
+        if self._machine is not None:
+            self._submit(self._machine.update_tracking(result, self._loop.time()))
+
+    def set_fault(self, source: str, active: bool) -> None:
+        if self._machine is not None:
+            self._submit(self._machine.set_fault(source, active, self._loop.time()))
+
+    def _submit(self, actions: list[Action]) -> None:
+        if actions:
+            self._queue.put_nowait(actions)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self._machine.next_deadline() if self._machine is not None else None
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._machine is not None:
+            self._submit(self._machine.timer(self._loop.time()))
+
+    async def _receive(self) -> None:
+        assert self._socket is not None
+        while True:
+            try:
+                packet = await self._socket.recv()
+            except VrrpSocketError as exc:
+                self.log.warning("receive failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                self._handle_packet(packet)
+            except Exception:  # a bug must not stop the instance from hearing its peer
+                self.log.exception("error handling a packet from %s", packet.src)
+                self._count_error("internal")
+
+    def _handle_packet(self, packet: Received) -> None:
+        cfg = self.cfg
+        if self._machine is None or packet.src == self.primary:
+            return  # our own advert, looped back by the kernel
+        if self._peers and packet.src not in self._peers:
+            self._count_error("not_peer", f"from {packet.src}, not a unicast_peer")
+            return
+        if packet.dst is None or packet.ttl is None:
+            self._count_error("ip_header", f"from {packet.src}: no destination or TTL")
+            return
+        peer = self._peers.get(packet.src)
+        ttl_range = peer is not None and (peer.min_ttl is not None or peer.max_ttl is not None)
+        try:
+            advert = decode_advert(
+                packet.payload, src=packet.src, dst=packet.dst, ttl=packet.ttl,
+                v3_checksum_as_v2=cfg.v3_checksum_as_v2, check_ttl=not ttl_range,
+            )
+        except VrrpDecodeError as exc:
+            self._count_error(exc.reason, f"from {packet.src}: {exc.detail}")
+            return
+        if ttl_range and peer is not None:
+            low = peer.min_ttl if peer.min_ttl is not None else 0
+            high = peer.max_ttl if peer.max_ttl is not None else 255
+            if not low <= packet.ttl <= high:
+                self._count_error("ttl", f"from {packet.src}: TTL {packet.ttl} not {low}..{high}")
+                return
+        if advert.vrid != cfg.virtual_router_id:
+            if advert.vrid not in self._local_vrids:
+                self._count_error("vrid", f"from {packet.src}: VRID {advert.vrid} is not ours")
+            return
+        if not self._auth_ok(advert):
+            self._count_error("auth", f"from {packet.src}: authentication mismatch")
+            return
+        self._metrics.vrrp_adverts_received.labels(cfg.name).inc()
+        self._submit(self._machine.advert_received(advert, packet.src, self._loop.time()))
+
+    def _auth_ok(self, advert: Advert) -> bool:
+        auth = self.cfg.authentication
+        if self.cfg.version != 2:
+            return True
+        if auth is None:
+            return advert.auth_type == AuthType.NONE
+        want = auth.auth_pass.encode()[:8].ljust(8, b"\0")
+        return advert.auth_type == AuthType.PASS and advert.auth_data == want
+
+    def _count_error(self, reason: str, detail: str = "") -> None:
+        self._metrics.vrrp_receive_errors.labels(self.cfg.interface, reason).inc()
+        if detail:
+            self.log.debug("dropped advert (%s): %s", reason, detail)
+
+    # ------------------------------------------------------------------ actions
+
+    async def _work(self) -> None:
+        while True:
+            actions = await self._queue.get()
+            try:
+                for action in actions:
+                    try:
+                        await self._perform(action)
+                    except Exception:  # log and go on: the next action may still matter
+                        self.log.exception("failed to carry out %s", action)
+            finally:
+                self._queue.task_done()
+
+    async def _perform(self, action: Action) -> None:
+        cfg = self.cfg
+        match action:
+            case SendAdvert(priority=priority, max_advert_int=interval):
+                self._send_advert(priority, interval)
+            case AddVips():
+                for vip in (*cfg.virtual_ipaddress, *cfg.virtual_ipaddress_excluded):
+                    await self._addresses.add(
+                        vip.dev or cfg.interface, vip.ip, vip.address.network.prefixlen,
+                        label=vip.label, scope=_scope(vip.scope),
+                    )
+            case RemoveVips():
+                for vip in (*cfg.virtual_ipaddress, *cfg.virtual_ipaddress_excluded):
+                    await self._addresses.remove(
+                        vip.dev or cfg.interface, vip.ip, vip.address.network.prefixlen
+                    )
+            case SendGratuitous(addresses=addrs, repeat=repeat):
+                task = asyncio.create_task(self._announce(addrs, repeat))
+                self._announcing.add(task)
+                task.add_done_callback(self._announcing.discard)
+            case StateChanged(old=old, new=new, reason=reason, detail=detail):
+                self._state_changed(old, new, reason, detail)
+            case PriorityChanged(old=old, new=new):
+                self.log.info("effective priority %d -> %d", old, new)
+                self._metrics.vrrp_priority.labels(cfg.name).set(new)
+            case Discarded(reason=reason, detail=detail):
+                self._count_error(reason, detail)
+            case Diagnostic(reason=reason, detail=detail):
+                self.log.warning("%s: %s", reason.replace("_", " "), detail)
+
+    def _send_advert(self, priority: int, interval: float) -> None:
+        if self._socket is None:
+            return
+        cfg = self.cfg
+        auth = cfg.authentication if cfg.version == 2 else None
+        advert = Advert(
+            version=cfg.version,
+            vrid=cfg.virtual_router_id,
+            priority=priority,
+            max_advert_int=interval,
+            addresses=tuple(v.ip for v in cfg.virtual_ipaddress),
+            auth_type=AuthType.PASS if auth is not None else AuthType.NONE,
+            auth_data=auth.auth_pass.encode()[:8] if auth is not None else b"",
+        )
+        dests = self._socket.destinations()
+        assert self.primary is not None
+        # The v3 checksum covers the pseudo-header, so unicast needs one encoding per peer.
+        for dst in dests:
+            payload = encode_advert(
+                advert, src=self.primary, dst=dst, v3_checksum_as_v2=cfg.v3_checksum_as_v2
+            )
+            try:
+                self._socket.send_to(payload, dst)
+            except VrrpSocketError as exc:
+                self.log.warning("advert to %s failed: %s", dst, exc)
+                continue
+        self._metrics.vrrp_adverts_sent.labels(cfg.name).inc()
+
+    async def _announce(self, addrs: tuple[IPAddress, ...], repeat: int) -> None:
+        interval = self.glob.vrrp_garp_interval
+        for i in range(repeat):
+            for ip in addrs:
+                dev = self._vip_cfg[ip].dev if ip in self._vip_cfg else None
+                try:
+                    if ip.version == 4:
+                        arp.send_garp(dev or self.cfg.interface, ip)
+                    else:
+                        arp.send_unsolicited_na(dev or self.cfg.interface, ip)
+                except Exception as exc:  # ARP failing must not take the instance down
+                    self.log.warning("gratuitous announcement of %s failed: %s", ip, exc)
+            if interval and i + 1 < repeat:
+                await asyncio.sleep(interval)
+
+    def _state_changed(self, old: State, new: State, reason: str, detail: str) -> None:
+        cfg = self.cfg
+        level = logging.WARNING if new in (State.FAULT,) else logging.INFO
+        self.log.log(
+            level, "%s -> %s (%s%s)", old.value, new.value, reason.replace("_", " "),
+            f": {detail}" if detail else "",
+        )
+        self._metrics.set_vrrp_state(cfg.name, new.value)
+        self._metrics.vrrp_transitions.labels(cfg.name, old.value, new.value).inc()
+        if State.MASTER in (old, new):
+            self._metrics.vrrp_master_changes.labels(cfg.name).inc()
+        self._metrics.vrrp_priority.labels(cfg.name).set(self.priority)
+        notify_state = _NOTIFY_STATE.get(new)
+        if notify_state is not None:
+            self._notifier.notify(
+                self._notify_scripts, "INSTANCE", cfg.name, notify_state, self.priority
+            )
+        if self._on_state is not None:
+            self._on_state(cfg.name, new)

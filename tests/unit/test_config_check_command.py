@@ -1,0 +1,80 @@
+"""``mailha check``: what it prints and its exit status."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from mailha.config import check_command
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parent / "data" / "config"
+
+
+def run(*paths: Path) -> tuple[int, list[str]]:
+    out = io.StringIO()
+    status = check_command(list(paths), out=out, host_checks=False)
+    return status, out.getvalue().splitlines()
+
+
+def test_clean_pair_exits_zero() -> None:
+    status, lines = run(ROOT / "config" / "node1.toml", ROOT / "config" / "node2.toml")
+    assert status == 0
+    assert lines == ["2 files checked: OK"]
+
+
+def test_seed_pair_warns_but_passes() -> None:
+    status, lines = run(DATA / "seed-node1.toml", DATA / "seed-node2.toml")
+    assert status == 0
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{DATA / 'seed-node2.toml'}:11: warning: ")
+    assert lines[1] == "2 files checked: 0 errors, 1 warning"
+
+
+def test_broken_file_lists_every_error_sorted_by_line() -> None:
+    status, lines = run(DATA / "broken.toml")
+    assert status == 1
+    *diags, summary = lines
+    assert summary == "1 file checked: 12 errors, 0 warnings"
+    numbers = [int(line.split(":")[1]) for line in diags]
+    assert numbers == sorted(numbers)
+    text = "\n".join(diags)
+    for fragment in (
+        "global.vrrp_version = 4: must be 2 or 3",
+        "virtual_router_id = 300",
+        "priority = 300: must be 1..255",
+        "advert_int = 1.5: VRRP version 2 carries the interval in whole seconds",
+        "unicast_peer[0]",
+        "mixes IPv4 and IPv6",
+        'no vrrp_script is named "chk_postfx"',
+        'unknown key "no_accept"',
+        'unknown key "lb_algo"',
+        'no vrrp_instance is named "VI_mail"',
+        'weight = "1": expected an integer, got a string',
+    ):
+        assert fragment in text, fragment
+
+
+def test_unreadable_and_good_file_together(tmp_path: Path) -> None:
+    status, lines = run(tmp_path / "missing.toml", ROOT / "config" / "node1.toml")
+    assert status == 1
+    assert lines[0].startswith(f"{tmp_path / 'missing.toml'}: error: (document): cannot read")
+    assert lines[-1] == "2 files checked: 1 error, 0 warnings"
+
+
+def test_host_checks_run_against_this_machine(tmp_path: Path) -> None:
+    path = tmp_path / "lo.toml"
+    path.write_text(
+        '[vrrp_script.chk]\nscript = "/nonexistent/check"\n\n'
+        '[vrrp_instance.VI]\ninterface = "lo"\nvirtual_router_id = 9\n'
+        'unicast_src_ip = "127.0.0.1"\nunicast_peer = ["127.0.0.2"]\n'
+        'virtual_ipaddress = ["127.0.0.9/8"]\ntrack_script = ["chk"]\n'
+    )
+    out = io.StringIO()
+    status = check_command([path], out=out, host_checks=True)
+    lines = out.getvalue().splitlines()
+    assert status == 0, lines  # lo and 127.0.0.1 exist; a missing script is a warning here
+    assert lines[0] == (f"{path}:2: warning: vrrp_script.chk.script = \"/nonexistent/check\": "
+                        "/nonexistent/check does not exist. Fix: install it, or fix the path "
+                        "(chmod +x /nonexistent/check if it exists).")
+    assert lines[-1] == "1 file checked: 0 errors, 1 warning"

@@ -2,7 +2,7 @@
 
 Run as root where ip_vs exists, e.g. in the test VM:
 
-    tests/vm/vmrun -- python bench/bench_ipvs_program.py [--services 500] [--rounds 3]
+    PYTHONPATH=. tests/vm/vmrun -- python bench/bench_ipvs_program.py [--services N]
 
 Everything happens in a private network namespace (IPVS tables are per namespace),
 so the host's table is never touched. Each round programs the same table twice from
@@ -19,21 +19,17 @@ import asyncio
 import ctypes
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from mailha.lvs.model import (  # noqa: E402
+from mailha.lvs.model import (
     Destination,
     Service,
     ServiceKey,
     VirtualServer,
     make_table,
 )
-from mailha.lvs.netlink import IpvsNetlink  # noqa: E402
-from mailha.lvs.planner import plan  # noqa: E402
+from mailha.lvs.netlink import IpvsNetlink
+from mailha.lvs.planner import plan
 
 CLONE_NEWNET = 0x40000000
 
@@ -79,6 +75,9 @@ async def main() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:
         raise SystemExit(f"unshare(CLONE_NEWNET): {os.strerror(ctypes.get_errno())} (root?)")
+    # A namespace without any address has no local routing table, and then the kernel
+    # refuses every real server as "not unicast" (EINVAL): bring loopback up.
+    await (await asyncio.create_subprocess_exec("ip", "link", "set", "lo", "up")).wait()
 
     desired = desired_table(args.services)
     rules = ipvsadm_rules(args.services)

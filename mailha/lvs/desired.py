@@ -1,0 +1,163 @@
+"""Configuration + health + mastership -> the IPVS table this node wants (pure).
+
+This is the one place that translates keepalived-style ``virtual_server`` settings into the
+kernel's model (:mod:`mailha.lvs.model`): scheduler flags by name, persistence granularity
+as a prefix, NAT/DR/TUN as forwarding methods, virtual_server_group members expanded into
+services. Which destinations are present, and with what weight, comes from the health
+checks (:class:`~mailha.checkers.quorum.DesiredPool`); whether a service is programmed at
+all comes from the VRRP state of the instance it follows (mailha's ``vrrp_instance`` key:
+only the master balances, so two all-in-one nodes never forward each other's packets).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from mailha.checkers.quorum import DesiredPool
+from mailha.config.model import (
+    Config,
+    LvsMethod,
+    RealServer,
+    SorryServer,
+    TunnelOptions,
+    TunnelType,
+)
+from mailha.config.model import Protocol as CfgProtocol
+from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.lvs.model import (
+    MH_FALLBACK,
+    MH_PORT,
+    SH_FALLBACK,
+    SH_PORT,
+    Destination,
+    Forward,
+    Persistence,
+    Protocol,
+    Service,
+    ServiceFlags,
+    ServiceKey,
+    Tunnel,
+    TunnelFlags,
+    VirtualServer,
+)
+from mailha.lvs.model import TunnelType as KTunnelType
+
+IPAddress = IPv4Address | IPv6Address
+
+_FLAGS = {
+    "flag-1": ServiceFlags.SCHED1,
+    "flag-2": ServiceFlags.SCHED2,
+    "flag-3": ServiceFlags.SCHED3,
+    "sh-fallback": SH_FALLBACK,
+    "sh-port": SH_PORT,
+    "mh-fallback": MH_FALLBACK,
+    "mh-port": MH_PORT,
+}
+_FORWARD = {LvsMethod.NAT: Forward.MASQ, LvsMethod.DR: Forward.ROUTE, LvsMethod.TUN: Forward.TUNNEL}
+_PROTOCOL = {CfgProtocol.TCP: Protocol.TCP, CfgProtocol.UDP: Protocol.UDP,
+             CfgProtocol.SCTP: Protocol.SCTP}
+_TUNNEL_TYPE = {TunnelType.IPIP: KTunnelType.IPIP, TunnelType.GUE: KTunnelType.GUE,
+                TunnelType.GRE: KTunnelType.GRE}
+_TUNNEL_FLAGS = {None: TunnelFlags(0), "nocsum": TunnelFlags(0), "csum": TunnelFlags.CSUM,
+                 "remcsum": TunnelFlags.REMCSUM}
+
+
+def service_keys(config: Config, vs: CfgVirtualServer) -> list[ServiceKey]:
+    """The kernel services one ``virtual_server`` stands for (several for a group)."""
+    proto = _PROTOCOL[vs.protocol]
+    if vs.fwmark is not None:
+        family = socket.AF_INET6 if vs.ip_family == 6 else socket.AF_INET
+        return [ServiceKey.for_fwmark(vs.fwmark, family)]
+    if vs.ip is not None:
+        return [ServiceKey.for_address(vs.ip, vs.port or 0, proto)]
+    keys: list[ServiceKey] = []
+    group = next(g for g in config.virtual_server_groups if g.name == vs.group)
+    for member in group.members:
+        if member.fwmark is not None:
+            family = socket.AF_INET6 if member.family == 6 else socket.AF_INET
+            keys.append(ServiceKey.for_fwmark(member.fwmark, family))
+            continue
+        assert member.first is not None
+        last = member.last or member.first
+        for value in range(int(member.first), int(last) + 1):
+            keys.append(ServiceKey.for_address(ip_address(value), member.port or 0, proto))
+    return keys
+
+
+def owned_keys(config: Config) -> set[ServiceKey]:
+    """Every service this configuration may program: mailha owns exactly these."""
+    return {key for vs in config.virtual_servers for key in service_keys(config, vs)}
+
+
+def _tunnel(opts: TunnelOptions | None) -> Tunnel:
+    if opts is None:
+        return Tunnel()
+    return Tunnel(_TUNNEL_TYPE[opts.type], opts.port or 0, _TUNNEL_FLAGS[opts.checksum])
+
+
+def _service(key: ServiceKey, vs: CfgVirtualServer) -> Service:
+    flags = ServiceFlags(0)
+    for name in vs.sched_flags:
+        flags |= _FLAGS[name]
+    persistence = None
+    if vs.persistence_timeout:
+        prefix = None
+        if vs.persistence_granularity is not None:
+            bits = int(vs.persistence_granularity)
+            width = 32 if vs.persistence_granularity.version == 4 else 128
+            prefix = bin(bits).count("1") if bits else 0
+            if prefix == width:
+                prefix = None
+        persistence = Persistence(vs.persistence_timeout, prefix)
+    return Service(key, vs.lvs_sched, flags, persistence, vs.ops)
+
+
+def _dest(
+    ip: IPAddress, port: int, method: LvsMethod, tunnel: TunnelOptions | None, weight: int,
+    u: int = 0, lower: int = 0,
+) -> Destination:
+    forward = _FORWARD[method]
+    return Destination(
+        ip, port, forward, weight, u, lower, _tunnel(tunnel) if forward == Forward.TUNNEL else None
+    )
+
+
+def destinations(key: ServiceKey, vs: CfgVirtualServer, pool: DesiredPool) -> Iterator[Destination]:
+    """The destinations of one service from the health state of its pool."""
+    for member in pool.members:
+        if member.weight is None:
+            continue
+        rs: RealServer = member.real_server
+        port = rs.port if rs.port is not None else key.port
+        yield _dest(rs.ip, port, rs.lvs_method, rs.tunnel or vs.tunnel, member.weight,
+                    rs.uthreshold, rs.lthreshold)
+    sorry: SorryServer | None = pool.sorry_server
+    if sorry is not None and pool.sorry_weight is not None:
+        port = sorry.port if sorry.port is not None else key.port
+        yield _dest(sorry.ip, port, sorry.lvs_method or vs.lvs_method, vs.tunnel,
+                    pool.sorry_weight)
+
+
+def desired_table(
+    config: Config,
+    pools: Mapping[int, DesiredPool],
+    programmed: Callable[[CfgVirtualServer], bool],
+) -> dict[ServiceKey, VirtualServer]:
+    """The table to converge to: services of ``config.virtual_servers[i]`` with ``pools[i]``.
+
+    ``programmed(vs)`` says whether this node balances ``vs`` now (the master of its
+    ``vrrp_instance``); services it does not balance are absent, so the planner withdraws
+    them.
+    """
+    table: dict[ServiceKey, VirtualServer] = {}
+    for index, vs in enumerate(config.virtual_servers):
+        if not programmed(vs) or index not in pools:
+            continue
+        for key in service_keys(config, vs):
+            dests: dict[tuple[IPAddress, int], Destination] = {}
+            for d in destinations(key, vs, pools[index]):
+                dests.setdefault((d.address, d.port), d)
+            table[key] = VirtualServer.of(_service(key, vs), dests.values())
+    return table

@@ -58,8 +58,10 @@ __all__ = [
     "delete_netns",
     "delete_netns_sync",
     "entered",
+    "group_members",
     "ip",
     "ip_batch",
+    "kill_group",
     "kill_netns_processes",
     "link_names",
     "list_netns",
@@ -153,8 +155,40 @@ def _wrap(argv: Sequence[str], netns: str | None) -> list[str]:
 
 
 def _killpg(pgid: int, sig: int) -> None:
+    # Only for groups whose leader we know is alive (or an unreaped zombie), so the
+    # group id cannot have been recycled; otherwise see group_members().
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def group_members(pgid: int) -> set[int]:
+    """Live processes in process group ``pgid`` (read from ``/proc/PID/stat``).
+
+    Used to sweep what a program forked once the group leader is gone: killing the
+    members found here, instead of ``killpg`` on a possibly recycled group id, can only
+    hit processes that are in that group now.
+    """
+    members: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+            members.add(int(entry))
+    return members
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> set[int]:
+    """Send ``sig`` to every live member of process group ``pgid``; return their PIDs."""
+    members = group_members(pgid)
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return members
 
 
 async def run(
@@ -340,13 +374,15 @@ async def cleanup_stale(prefix: str, *, time_limit: float = 10.0) -> list[str]:
     check_prefix(prefix)
     removed = list_netns(prefix)
     await delete_netns(*removed, time_limit=time_limit)
-    result = await run(["ip", "-j", "-d", "link", "show"], time_limit=time_limit)
-    for link in json.loads(result.stdout or "[]"):
-        name = str(link.get("ifname", ""))
-        kind = link.get("linkinfo", {}).get("info_kind")
-        if name.startswith(prefix) and kind in ("veth", "bridge"):
-            await run(["ip", "link", "del", name], time_limit=time_limit, check=False)
-            removed.append(name)
+    # /sys/class/net shows this process's (the root) namespace; look before forking ip.
+    if any(name.startswith(prefix) for name in _root_link_names()):
+        result = await run(["ip", "-j", "-d", "link", "show"], time_limit=time_limit)
+        for link in json.loads(result.stdout or "[]"):
+            name = str(link.get("ifname", ""))
+            kind = link.get("linkinfo", {}).get("info_kind")
+            if name.startswith(prefix) and kind in ("veth", "bridge"):
+                await run(["ip", "link", "del", name], time_limit=time_limit, check=False)
+                removed.append(name)
     workdir = work_root() / prefix
     if workdir.exists():
         shutil.rmtree(workdir, ignore_errors=True)
@@ -355,6 +391,13 @@ async def cleanup_stale(prefix: str, *, time_limit: float = 10.0) -> list[str]:
 
 
 # -------------------------------------------------------------------- links/addresses
+
+
+def _root_link_names() -> list[str]:
+    try:
+        return os.listdir("/sys/class/net")
+    except FileNotFoundError:
+        return []
 
 
 @dataclass(frozen=True)
@@ -572,7 +615,10 @@ class Process:
 
     def send_signal(self, sig: int) -> None:
         """Send ``sig`` to the whole process group (a no-op if it is gone)."""
-        _killpg(self.pid, sig)
+        if self.running:
+            _killpg(self.pid, sig)
+        else:  # the leader is reaped: its group id may be recycled, target members only
+            kill_group(self.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL the process group at once, without waiting (emergency teardown)."""

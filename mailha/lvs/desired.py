@@ -56,12 +56,22 @@ _FLAGS = {
     "mh-port": MH_PORT,
 }
 _FORWARD = {LvsMethod.NAT: Forward.MASQ, LvsMethod.DR: Forward.ROUTE, LvsMethod.TUN: Forward.TUNNEL}
-_PROTOCOL = {CfgProtocol.TCP: Protocol.TCP, CfgProtocol.UDP: Protocol.UDP,
-             CfgProtocol.SCTP: Protocol.SCTP}
-_TUNNEL_TYPE = {TunnelType.IPIP: KTunnelType.IPIP, TunnelType.GUE: KTunnelType.GUE,
-                TunnelType.GRE: KTunnelType.GRE}
-_TUNNEL_FLAGS = {None: TunnelFlags(0), "nocsum": TunnelFlags(0), "csum": TunnelFlags.CSUM,
-                 "remcsum": TunnelFlags.REMCSUM}
+_PROTOCOL = {
+    CfgProtocol.TCP: Protocol.TCP,
+    CfgProtocol.UDP: Protocol.UDP,
+    CfgProtocol.SCTP: Protocol.SCTP,
+}
+_TUNNEL_TYPE = {
+    TunnelType.IPIP: KTunnelType.IPIP,
+    TunnelType.GUE: KTunnelType.GUE,
+    TunnelType.GRE: KTunnelType.GRE,
+}
+_TUNNEL_FLAGS = {
+    None: TunnelFlags(0),
+    "nocsum": TunnelFlags(0),
+    "csum": TunnelFlags.CSUM,
+    "remcsum": TunnelFlags.REMCSUM,
+}
 
 
 def service_keys(config: Config, vs: CfgVirtualServer) -> list[ServiceKey]:
@@ -115,8 +125,13 @@ def _service(key: ServiceKey, vs: CfgVirtualServer) -> Service:
 
 
 def _dest(
-    ip: IPAddress, port: int, method: LvsMethod, tunnel: TunnelOptions | None, weight: int,
-    u: int = 0, lower: int = 0,
+    ip: IPAddress,
+    port: int,
+    method: LvsMethod,
+    tunnel: TunnelOptions | None,
+    weight: int,
+    u: int = 0,
+    lower: int = 0,
 ) -> Destination:
     forward = _FORWARD[method]
     return Destination(
@@ -131,13 +146,19 @@ def destinations(key: ServiceKey, vs: CfgVirtualServer, pool: DesiredPool) -> It
             continue
         rs: RealServer = member.real_server
         port = rs.port if rs.port is not None else key.port
-        yield _dest(rs.ip, port, rs.lvs_method, rs.tunnel or vs.tunnel, member.weight,
-                    rs.uthreshold, rs.lthreshold)
+        yield _dest(
+            rs.ip,
+            port,
+            rs.lvs_method,
+            rs.tunnel or vs.tunnel,
+            member.weight,
+            rs.uthreshold,
+            rs.lthreshold,
+        )
     sorry: SorryServer | None = pool.sorry_server
     if sorry is not None and pool.sorry_weight is not None:
         port = sorry.port if sorry.port is not None else key.port
-        yield _dest(sorry.ip, port, sorry.lvs_method or vs.lvs_method, vs.tunnel,
-                    pool.sorry_weight)
+        yield _dest(sorry.ip, port, sorry.lvs_method or vs.lvs_method, vs.tunnel, pool.sorry_weight)
 
 
 def desired_table(

@@ -150,8 +150,10 @@ class LvsManager:
 
     def _dr_services(self) -> list[CfgVirtualServer]:
         return [
-            vs for vs in self.config.virtual_servers
-            if vs.vrrp_instance is not None and vs.ip is not None
+            vs
+            for vs in self.config.virtual_servers
+            if vs.vrrp_instance is not None
+            and vs.ip is not None
             and any(rs.lvs_method is LvsMethod.DR for rs in vs.real_servers)
         ]
 
@@ -173,9 +175,7 @@ class LvsManager:
     # ------------------------------------------------------------------ checks
 
     def _start_checks(self) -> None:
-        self._scheduler = CheckScheduler(
-            self.health, self._on_update, on_result=self._on_result
-        )
+        self._scheduler = CheckScheduler(self.health, self._on_update, on_result=self._on_result)
         self._tasks.append(asyncio.create_task(self._scheduler.run(), name="checks"))
         for i, svc in enumerate(self.health):
             self._publish_pool(i, svc)
@@ -207,8 +207,9 @@ class LvsManager:
         if not result.ok:
             m.check_failures.labels(*labels, checker.kind, result.reason).inc()
             if checker.common.log_all_failures or self.config.global_.checker_log_all_failures:
-                log.info("%s %s failed: %s", checker.kind, labels[1],
-                         result.detail or result.reason)
+                log.info(
+                    "%s %s failed: %s", checker.kind, labels[1], result.detail or result.reason
+                )
         m.check_duration.labels(checker.kind).observe(result.duration)
 
     def _on_update(self, svc: VirtualServerHealth, update: HealthUpdate) -> None:
@@ -241,11 +242,16 @@ class LvsManager:
             EventKind.QUORUM_UP: "gained quorum",
             EventKind.QUORUM_DOWN: "LOST quorum",
         }[event.kind]
-        subject = vs.label if event.real_server is None else (
-            f"real server {rs_label(event.real_server, vs)} of {vs.label}"
+        subject = (
+            vs.label
+            if event.real_server is None
+            else (f"real server {rs_label(event.real_server, vs)} of {vs.label}")
         )
-        level = logging.INFO if event.kind in (EventKind.REAL_SERVER_UP, EventKind.QUORUM_UP) \
+        level = (
+            logging.INFO
+            if event.kind in (EventKind.REAL_SERVER_UP, EventKind.QUORUM_UP)
             else logging.WARNING
+        )
         log.log(level, "%s %s%s", subject, what, f" ({event.detail})" if event.detail else "")
         if event.command is not None:
             task = asyncio.create_task(self._run_notify(event))
@@ -289,8 +295,11 @@ class LvsManager:
                 changed = await self._reconcile(desired)
                 if changed and not woken and desired == self._last_desired:
                     self.metrics.reconcile_drift.inc()
-                    log.warning("IPVS table had drifted from the configuration; repaired "
-                                "(%d operation%s)", changed, "" if changed == 1 else "s")
+                    log.warning(
+                        "IPVS table had drifted from the configuration; repaired (%d operation%s)",
+                        changed,
+                        "" if changed == 1 else "s",
+                    )
                 self._last_desired = desired
                 self._ready.set()
             except Exception as exc:
@@ -339,17 +348,23 @@ class LvsManager:
             st = observed.stats(key)
             s = st.stats
             snap.services[str(key)] = {
-                "conns": s.conns, "inpkts": s.inpkts, "outpkts": s.outpkts,
-                "inbytes": s.inbytes, "outbytes": s.outbytes,
+                "conns": s.conns,
+                "inpkts": s.inpkts,
+                "outpkts": s.outpkts,
+                "inbytes": s.inbytes,
+                "outbytes": s.outbytes,
             }
             for dkey, dest in observed[key].destinations.items():
                 ds = st.destinations.get(dkey)
                 if ds is None:
                     continue
                 snap.backends[(str(key), str(dkey))] = {
-                    "active": ds.active_conns, "inactive": ds.inactive_conns,
-                    "weight": dest.weight, "conns": ds.stats.conns,
-                    "inbytes": ds.stats.inbytes, "outbytes": ds.stats.outbytes,
+                    "active": ds.active_conns,
+                    "inactive": ds.inactive_conns,
+                    "weight": dest.weight,
+                    "conns": ds.stats.conns,
+                    "inbytes": ds.stats.inbytes,
+                    "outbytes": ds.stats.outbytes,
                 }
         self.metrics.ipvs = snap
 
@@ -366,13 +381,22 @@ class LvsManager:
                 items = sorted(vsrv.destinations.items(), key=lambda kv: kv[0].sort_key())
                 for dkey, dest in items:
                     ds = st.destinations.get(dkey)
-                    dests.append({
-                        "address": str(dkey), "forward": dest.forward.name, "weight": dest.weight,
-                        "active": ds.active_conns if ds else 0,
-                        "inactive": ds.inactive_conns if ds else 0,
-                    })
-                services.append({"service": str(key), "scheduler": vsrv.service.scheduler,
-                                 "destinations": dests})
+                    dests.append(
+                        {
+                            "address": str(dkey),
+                            "forward": dest.forward.name,
+                            "weight": dest.weight,
+                            "active": ds.active_conns if ds else 0,
+                            "inactive": ds.inactive_conns if ds else 0,
+                        }
+                    )
+                services.append(
+                    {
+                        "service": str(key),
+                        "scheduler": vsrv.service.scheduler,
+                        "destinations": dests,
+                    }
+                )
         checks = []
         now = time.time()
         for i, svc in enumerate(self.health):
@@ -380,13 +404,16 @@ class LvsManager:
             for j, rs in enumerate(vs.real_servers):
                 for k, checker in enumerate(rs.checkers):
                     entry = self.last_results.get((i, j, k))
-                    checks.append({
-                        "service": vs.label, "real_server": rs_label(rs, vs),
-                        "checker": checker.kind,
-                        "up": bool(svc.real_servers[j].alive),
-                        "reason": entry[0].reason if entry else "not checked yet",
-                        "age": round(now - entry[1], 1) if entry else None,
-                    })
+                    checks.append(
+                        {
+                            "service": vs.label,
+                            "real_server": rs_label(rs, vs),
+                            "checker": checker.kind,
+                            "up": bool(svc.real_servers[j].alive),
+                            "reason": entry[0].reason if entry else "not checked yet",
+                            "age": round(now - entry[1], 1) if entry else None,
+                        }
+                    )
         return {"ipvs": services, "checks": checks}
 
 

@@ -159,19 +159,23 @@ class IpvsNetlink:
                 errors.append(IpvsOpError(op, reply.errno, explain(op, reply.errno), reply.message))
         return ApplyResult(tuple(applied), tuple(errors))
 
-    async def observe(self) -> ObservedTable:
-        """The whole kernel table with counters: one dump of services, one per service."""
+    async def observe(self, *, with_stats: bool = True) -> ObservedTable:
+        """The whole kernel table: one dump of services, then one per service.
+
+        ``with_stats=False`` skips decoding the counters (they read as zeros), for
+        reconcile loops that only compare configuration.
+        """
         servers: dict[ServiceKey, VirtualServer] = {}
         stats: dict[ServiceKey, ServiceStats] = {}
         unreadable: list[str] = []
         for payload in await self._dump(partial(wire.encode_dump_services, self._family)):
             try:
-                service, service_stats = wire.decode_service(payload)
+                service, service_stats = wire.decode_service(payload, with_stats=with_stats)
             except IpvsWireError as exc:
                 unreadable.append(exc.reason)
                 continue
             try:
-                dests = await self.destinations(service.key)
+                dests = await self.destinations(service.key, with_stats=with_stats)
             except IpvsWireError as exc:
                 unreadable.append(f"{service.key}: {exc.reason}")
                 continue
@@ -190,10 +194,12 @@ class IpvsNetlink:
                 continue
         return out
 
-    async def destinations(self, key: ServiceKey) -> list[tuple[Destination, DestStats]]:
+    async def destinations(
+        self, key: ServiceKey, *, with_stats: bool = True
+    ) -> list[tuple[Destination, DestStats]]:
         """The destinations of one service (none if the service does not exist)."""
         payloads = await self._dump(partial(wire.encode_dump_dests, self._family, key=key))
-        return [wire.decode_dest(p, key.family) for p in payloads]
+        return [wire.decode_dest(p, key.family, with_stats=with_stats) for p in payloads]
 
     async def flush(self) -> None:
         """Delete every service, foreign ones included (``ipvsadm -C``)."""
@@ -238,19 +244,18 @@ class IpvsNetlink:
     async def _transact(self, builders: Sequence[Callable[[int], bytes]]) -> list[Reply]:
         """Send every request (seq -> bytes), at most WINDOW unanswered; collect replies."""
         async with self._lock:
-            deadline = asyncio.get_running_loop().time() + self._timeout
             seqs: list[int] = []
             done: dict[int, Reply] = {}
             try:
                 while True:
                     if len(seqs) < len(builders) and len(seqs) - len(done) < WINDOW:
                         self._send(self._next_chunk(builders, seqs, len(done)))
-                    drained = self._drain(done)
+                    drained = self._drain(done, len(seqs))
                     if len(done) == len(builders):
                         return [done[seq] for seq in seqs]
                     window_open = len(seqs) < len(builders) and len(seqs) - len(done) < WINDOW
                     if not drained and not window_open:
-                        await self._readable(deadline)
+                        await self._readable()
             finally:
                 for seq in seqs:
                     self._exchange.forget(seq)
@@ -275,10 +280,10 @@ class IpvsNetlink:
         except OSError as exc:
             raise IpvsError(f"cannot send to the kernel's IPVS: {exc}") from exc
 
-    def _drain(self, done: dict[int, Reply]) -> bool:
-        """Read every datagram already queued; False if there was none."""
+    def _drain(self, done: dict[int, Reply], wanted: int) -> bool:
+        """Read queued datagrams until ``wanted`` replies are done; False if none was queued."""
         got = False
-        while True:
+        while len(done) < wanted:
             try:
                 size = self._sock.recv_into(self._buf)
             except (BlockingIOError, InterruptedError):
@@ -292,8 +297,10 @@ class IpvsNetlink:
             got = True
             for reply in self._exchange.receive(bytes(memoryview(self._buf)[:size])):
                 done[reply.seq] = reply
+        return got
 
-    async def _readable(self, deadline: float) -> None:
+    async def _readable(self) -> None:
+        """Wait for the socket to become readable: at most the timeout, since progress."""
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
 
@@ -304,7 +311,7 @@ class IpvsNetlink:
         fd = self._sock.fileno()
         loop.add_reader(fd, wake)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(self._timeout):
                 await ready
         except TimeoutError:
             raise IpvsError(f"the kernel did not answer within {self._timeout:g} s") from None

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from mailha.lvs.errors import IpvsWireError
 from mailha.lvs.model import (
+    NO_TUNNEL_FLAGS,
     SCHED_FLAGS,
     Destination,
     DestStats,
@@ -355,15 +356,7 @@ def parse_datagram(data: bytes) -> list[NetlinkMessage]:
 
 def parse_attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
     """Netlink attributes from ``offset`` on, by type (the last one of a type wins)."""
-    attrs: dict[int, bytes] = {}
-    end = len(data)
-    while offset + 4 <= end:
-        size, kind = _NLAHDR.unpack_from(data, offset)
-        if size < 4 or offset + size > end:
-            raise IpvsWireError(f"netlink attribute length {size} at offset {offset} is invalid")
-        attrs[kind & _NLA_TYPE_MASK] = data[offset + 4 : offset + size]
-        offset += (size + 3) & ~3
-    return attrs
+    return dict(_parse(data, offset, {}))
 
 
 def parse_error(payload: bytes, flags: int) -> tuple[int, str | None]:
@@ -383,33 +376,71 @@ def parse_error(payload: bytes, flags: int) -> tuple[int, str | None]:
     return -error, message
 
 
-def _need(attrs: dict[int, bytes], kind: int, size: int, what: str) -> bytes:
-    raw = attrs.get(kind)
-    if raw is None:
-        raise IpvsWireError(f"{what} attribute is missing")
-    if len(raw) < size:
-        raise IpvsWireError(f"{what} attribute has {len(raw)} bytes, expected {size}")
-    return raw
+_SVC_NAMES = {
+    SVC_AF: "IPVS_SVC_ATTR_AF",
+    SVC_PROTOCOL: "IPVS_SVC_ATTR_PROTOCOL",
+    SVC_ADDR: "IPVS_SVC_ATTR_ADDR",
+    SVC_PORT: "IPVS_SVC_ATTR_PORT",
+    SVC_FWMARK: "IPVS_SVC_ATTR_FWMARK",
+    SVC_SCHED_NAME: "IPVS_SVC_ATTR_SCHED_NAME",
+    SVC_FLAGS: "IPVS_SVC_ATTR_FLAGS",
+    SVC_TIMEOUT: "IPVS_SVC_ATTR_TIMEOUT",
+    SVC_NETMASK: "IPVS_SVC_ATTR_NETMASK",
+    SVC_PE_NAME: "IPVS_SVC_ATTR_PE_NAME",
+}
+_DEST_NAMES = {
+    DEST_ADDR: "IPVS_DEST_ATTR_ADDR",
+    DEST_PORT: "IPVS_DEST_ATTR_PORT",
+    DEST_FWD_METHOD: "IPVS_DEST_ATTR_FWD_METHOD",
+    DEST_WEIGHT: "IPVS_DEST_ATTR_WEIGHT",
+    DEST_U_THRESH: "IPVS_DEST_ATTR_U_THRESH",
+    DEST_L_THRESH: "IPVS_DEST_ATTR_L_THRESH",
+    DEST_TUN_TYPE: "IPVS_DEST_ATTR_TUN_TYPE",
+    DEST_TUN_PORT: "IPVS_DEST_ATTR_TUN_PORT",
+    DEST_TUN_FLAGS: "IPVS_DEST_ATTR_TUN_FLAGS",
+}
+_CMD_NAMES = {
+    IPVS_CMD_ATTR_SERVICE: "IPVS_CMD_ATTR_SERVICE",
+    IPVS_CMD_ATTR_DEST: "IPVS_CMD_ATTR_DEST",
+    IPVS_CMD_ATTR_TIMEOUT_TCP: "IPVS_CMD_ATTR_TIMEOUT_TCP",
+    IPVS_CMD_ATTR_TIMEOUT_TCP_FIN: "IPVS_CMD_ATTR_TIMEOUT_TCP_FIN",
+    IPVS_CMD_ATTR_TIMEOUT_UDP: "IPVS_CMD_ATTR_TIMEOUT_UDP",
+}
+_CTRL_NAMES = {CTRL_ATTR_FAMILY_ID: "CTRL_ATTR_FAMILY_ID"}
 
 
-def _get_u16(attrs: dict[int, bytes], kind: int, what: str) -> int:
-    return int(_U16.unpack_from(_need(attrs, kind, 2, what))[0])
+class _Attrs(dict[int, bytes]):
+    """Attributes by type, where a missing one is a wire error that names it."""
+
+    __slots__ = ("_names",)
+
+    def __init__(self, names: dict[int, str]) -> None:
+        super().__init__()
+        self._names = names
+
+    def __missing__(self, kind: int) -> bytes:
+        raise IpvsWireError(f"{self._names.get(kind, f'attribute {kind}')} attribute is missing")
 
 
-def _get_be16(attrs: dict[int, bytes], kind: int, what: str) -> int:
-    return int(_BE16.unpack_from(_need(attrs, kind, 2, what))[0])
+def _parse(data: bytes, offset: int, names: dict[int, str]) -> _Attrs:
+    attrs = _Attrs(names)
+    end = len(data)
+    unpack = _NLAHDR.unpack_from
+    while offset + 4 <= end:
+        size, kind = unpack(data, offset)
+        if size < 4 or offset + size > end:
+            raise IpvsWireError(f"netlink attribute length {size} at offset {offset} is invalid")
+        attrs[kind & _NLA_TYPE_MASK] = data[offset + 4 : offset + size]
+        offset += (size + 3) & ~3
+    return attrs
 
 
-def _get_u32(attrs: dict[int, bytes], kind: int, what: str) -> int:
-    return int(_U32.unpack_from(_need(attrs, kind, 4, what))[0])
-
-
-def _get_str(attrs: dict[int, bytes], kind: int, what: str) -> str:
-    raw = _need(attrs, kind, 1, what).split(b"\0", 1)[0]
+def _text(raw: bytes, what: str) -> str:
+    value = raw.split(b"\0", 1)[0]
     try:
-        return raw.decode("ascii")
+        return value.decode("ascii")
     except UnicodeDecodeError:
-        raise IpvsWireError(f"{what} is not ASCII: {raw!r}") from None
+        raise IpvsWireError(f"{what} is not ASCII: {value!r}") from None
 
 
 def _address(raw: bytes, family: int, what: str) -> IPAddress:
@@ -420,67 +451,74 @@ def _address(raw: bytes, family: int, what: str) -> IPAddress:
     raise IpvsWireError(f"{what}: {len(raw)} bytes is no address of family {family}")
 
 
-def _stats(attrs: dict[int, bytes], kind64: int) -> Stats:
-    raw = attrs.get(kind64)
+# The kernel writes the ten 64-bit counters in order, unpadded on 64-bit machines:
+# read them in one go, and fall back to attribute parsing for any other layout.
+_STATS64_PACKED = struct.Struct("=" + "HHQ" * len(_STATS_FIELDS))
+_STATS64_HEADERS = tuple(x for n in range(1, len(_STATS_FIELDS) + 1) for x in (12, n))
+_NO_STATS = Stats()
+
+
+def _stats(raw: bytes | None) -> Stats:
     if raw is None:
-        return Stats()
+        return _NO_STATS
+    if len(raw) == _STATS64_PACKED.size:
+        fields = _STATS64_PACKED.unpack(raw)
+        if fields[0::3] + fields[1::3] == _STATS64_HEADERS[0::2] + _STATS64_HEADERS[1::2]:
+            return Stats(*fields[2::3])
     nested = parse_attrs(raw)
-    values = {}
-    for number, name in enumerate(_STATS_FIELDS, start=1):
-        value = nested.get(number)
-        values[name] = _U64.unpack_from(value)[0] if value is not None and len(value) >= 8 else 0
-    return Stats(**values)
+    values = (nested.get(n, b"") for n in range(1, len(_STATS_FIELDS) + 1))
+    return Stats(*(_U64.unpack_from(v)[0] if len(v) >= 8 else 0 for v in values))
 
 
-def _genl_attrs(payload: bytes) -> dict[int, bytes]:
+def _genl_attrs(payload: bytes, names: dict[int, str] = _CMD_NAMES) -> _Attrs:
     if len(payload) < GENL_HDRLEN:
         raise IpvsWireError("generic netlink message shorter than its header")
-    return parse_attrs(payload, GENL_HDRLEN)
+    return _parse(payload, GENL_HDRLEN, names)
 
 
 def decode_family_id(payload: bytes) -> int:
     """The family id in a CTRL_CMD_NEWFAMILY reply."""
-    return _get_u16(_genl_attrs(payload), CTRL_ATTR_FAMILY_ID, "CTRL_ATTR_FAMILY_ID")
-
-
-def decode_service(payload: bytes) -> tuple[Service, Stats]:
-    """A service (and its counters) from one GET_SERVICE dump message."""
-    top = _genl_attrs(payload)
-    attrs = parse_attrs(_need(top, IPVS_CMD_ATTR_SERVICE, 0, "IPVS_CMD_ATTR_SERVICE"))
-    family = _get_u16(attrs, SVC_AF, "IPVS_SVC_ATTR_AF")
     try:
-        af = socket.AddressFamily(family)
+        return int(_U16.unpack_from(_genl_attrs(payload, _CTRL_NAMES)[CTRL_ATTR_FAMILY_ID])[0])
+    except struct.error:
+        raise IpvsWireError("CTRL_ATTR_FAMILY_ID is too short") from None
+
+
+def decode_service(payload: bytes, *, with_stats: bool = True) -> tuple[Service, Stats]:
+    """A service (and its counters) from one GET_SERVICE dump message."""
+    attrs = _parse(_genl_attrs(payload)[IPVS_CMD_ATTR_SERVICE], 0, _SVC_NAMES)
+    try:
+        af = socket.AddressFamily(_U16.unpack_from(attrs[SVC_AF])[0])
         if af not in (socket.AF_INET, socket.AF_INET6):
-            raise ValueError(family)
+            raise IpvsWireError(f"service address family {af!r} is neither IPv4 nor IPv6")
         if SVC_FWMARK in attrs:
-            key = ServiceKey.for_fwmark(_get_u32(attrs, SVC_FWMARK, "IPVS_SVC_ATTR_FWMARK"), af)
+            key = ServiceKey.for_fwmark(_U32.unpack_from(attrs[SVC_FWMARK])[0], af)
         else:
-            protocol = Protocol(_get_u16(attrs, SVC_PROTOCOL, "IPVS_SVC_ATTR_PROTOCOL"))
-            address = _address(_need(attrs, SVC_ADDR, 4, "IPVS_SVC_ATTR_ADDR"), af, "service")
             key = ServiceKey(
-                af, protocol, address, _get_be16(attrs, SVC_PORT, "IPVS_SVC_ATTR_PORT")
+                af,
+                Protocol(_U16.unpack_from(attrs[SVC_PROTOCOL])[0]),
+                _address(attrs[SVC_ADDR], af, "service address"),
+                _BE16.unpack_from(attrs[SVC_PORT])[0],
             )
-        flags, _mask = _FLAGS.unpack_from(_need(attrs, SVC_FLAGS, 8, "IPVS_SVC_ATTR_FLAGS"))
-        flags &= ~_SVC_F_HASHED
+        flags = _U32.unpack_from(attrs[SVC_FLAGS])[0] & ~_SVC_F_HASHED
         persistence = None
         if flags & ServiceFlags.PERSISTENT:
-            timeout = _get_u32(attrs, SVC_TIMEOUT, "IPVS_SVC_ATTR_TIMEOUT")
-            netmask = _need(attrs, SVC_NETMASK, 4, "IPVS_SVC_ATTR_NETMASK")
-            persistence = Persistence(timeout, _prefix(netmask[:4], af))
-        pe_name = (
-            _get_str(attrs, SVC_PE_NAME, "IPVS_SVC_ATTR_PE_NAME") if SVC_PE_NAME in attrs else None
-        )
+            prefix = _prefix(attrs[SVC_NETMASK][:4], af)
+            persistence = Persistence(_U32.unpack_from(attrs[SVC_TIMEOUT])[0], prefix)
+        pe_name = _text(attrs[SVC_PE_NAME], "persistence engine") if SVC_PE_NAME in attrs else ""
         service = Service(
             key=key,
-            scheduler=_get_str(attrs, SVC_SCHED_NAME, "IPVS_SVC_ATTR_SCHED_NAME"),
+            scheduler=_text(attrs[SVC_SCHED_NAME], "scheduler"),
             sched_flags=ServiceFlags(flags & SCHED_FLAGS),
             persistence=persistence,
             one_packet=bool(flags & ServiceFlags.ONEPACKET),
             pe_name=pe_name or None,
         )
+    except struct.error:
+        raise IpvsWireError("an IPVS service attribute is shorter than its type") from None
     except (LvsModelError, ValueError) as exc:
         raise IpvsWireError(f"kernel service does not fit the model: {exc}") from None
-    return service, _stats(attrs, SVC_STATS64)
+    return service, _stats(attrs.get(SVC_STATS64)) if with_stats else _NO_STATS
 
 
 def _prefix(raw: bytes, family: int) -> int | None:
@@ -495,59 +533,69 @@ def _prefix(raw: bytes, family: int) -> int | None:
     return None if plen == 128 else int(plen)
 
 
-def decode_dest(payload: bytes, service_family: int) -> tuple[Destination, DestStats]:
+_NO_DEST_STATS = DestStats()
+
+
+def decode_dest(
+    payload: bytes, service_family: int, *, with_stats: bool = True
+) -> tuple[Destination, DestStats]:
     """A destination (and its counters) from one GET_DEST dump message."""
-    top = _genl_attrs(payload)
-    attrs = parse_attrs(_need(top, IPVS_CMD_ATTR_DEST, 0, "IPVS_CMD_ATTR_DEST"))
-    family = service_family
-    if DEST_ADDR_FAMILY in attrs:
-        family = _get_u16(attrs, DEST_ADDR_FAMILY, "IPVS_DEST_ATTR_ADDR_FAMILY")
-    address = _address(_need(attrs, DEST_ADDR, 4, "IPVS_DEST_ATTR_ADDR"), family, "destination")
+    attrs = _parse(_genl_attrs(payload)[IPVS_CMD_ATTR_DEST], 0, _DEST_NAMES)
+    u32 = _U32.unpack_from
     try:
-        forward = Forward(_get_u32(attrs, DEST_FWD_METHOD, "IPVS_DEST_ATTR_FWD_METHOD") & _FWD_MASK)
+        family = _U16.unpack_from(attrs[DEST_ADDR_FAMILY])[0] if DEST_ADDR_FAMILY in attrs else 0
+        address = _address(attrs[DEST_ADDR], family or service_family, "destination address")
+        forward = Forward(u32(attrs[DEST_FWD_METHOD])[0] & _FWD_MASK)
         tunnel = None
         if forward == Forward.TUNNEL:
             tunnel = Tunnel(
-                TunnelType(_need(attrs, DEST_TUN_TYPE, 1, "TUN_TYPE")[0])
-                if DEST_TUN_TYPE in attrs
-                else TunnelType.IPIP,
-                _get_be16(attrs, DEST_TUN_PORT, "TUN_PORT") if DEST_TUN_PORT in attrs else 0,
-                TunnelFlags(_get_u16(attrs, DEST_TUN_FLAGS, "TUN_FLAGS"))
+                TunnelType(attrs[DEST_TUN_TYPE][0]) if DEST_TUN_TYPE in attrs else TunnelType.IPIP,
+                _BE16.unpack_from(attrs[DEST_TUN_PORT])[0] if DEST_TUN_PORT in attrs else 0,
+                TunnelFlags(_U16.unpack_from(attrs[DEST_TUN_FLAGS])[0])
                 if DEST_TUN_FLAGS in attrs
-                else TunnelFlags(0),
+                else NO_TUNNEL_FLAGS,
             )
         dest = Destination(
-            address=address,
-            port=_get_be16(attrs, DEST_PORT, "IPVS_DEST_ATTR_PORT"),
-            forward=forward,
-            weight=_get_u32(attrs, DEST_WEIGHT, "IPVS_DEST_ATTR_WEIGHT"),
-            u_threshold=_get_u32(attrs, DEST_U_THRESH, "IPVS_DEST_ATTR_U_THRESH"),
-            l_threshold=_get_u32(attrs, DEST_L_THRESH, "IPVS_DEST_ATTR_L_THRESH"),
-            tunnel=tunnel,
+            address,
+            _BE16.unpack_from(attrs[DEST_PORT])[0],
+            forward,
+            u32(attrs[DEST_WEIGHT])[0],
+            u32(attrs[DEST_U_THRESH])[0],
+            u32(attrs[DEST_L_THRESH])[0],
+            tunnel,
         )
+        if not with_stats:
+            return dest, _NO_DEST_STATS
+        stats = DestStats(
+            _stats(attrs.get(DEST_STATS64)),
+            *(u32(attrs.get(k, _ZERO32))[0] for k in _DEST_GAUGES),
+        )
+    except (struct.error, IndexError):
+        raise IpvsWireError("an IPVS destination attribute is shorter than its type") from None
     except (LvsModelError, ValueError) as exc:
         raise IpvsWireError(f"kernel destination does not fit the model: {exc}") from None
-    stats = DestStats(
-        stats=_stats(attrs, DEST_STATS64),
-        active_conns=_opt_u32(attrs, DEST_ACTIVE_CONNS),
-        inactive_conns=_opt_u32(attrs, DEST_INACT_CONNS),
-        persist_conns=_opt_u32(attrs, DEST_PERSIST_CONNS),
-    )
     return dest, stats
 
 
-def _opt_u32(attrs: dict[int, bytes], kind: int) -> int:
-    raw = attrs.get(kind)
-    return int(_U32.unpack_from(raw)[0]) if raw is not None and len(raw) >= 4 else 0
+_ZERO32 = bytes(4)
+_DEST_GAUGES = (DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS)
 
 
 def decode_timeouts(payload: bytes) -> Timeouts:
     attrs = _genl_attrs(payload)
-    return Timeouts(
-        tcp=_get_u32(attrs, IPVS_CMD_ATTR_TIMEOUT_TCP, "IPVS_CMD_ATTR_TIMEOUT_TCP"),
-        tcp_fin=_get_u32(attrs, IPVS_CMD_ATTR_TIMEOUT_TCP_FIN, "IPVS_CMD_ATTR_TIMEOUT_TCP_FIN"),
-        udp=_get_u32(attrs, IPVS_CMD_ATTR_TIMEOUT_UDP, "IPVS_CMD_ATTR_TIMEOUT_UDP"),
-    )
+    try:
+        return Timeouts(
+            *(
+                int(_U32.unpack_from(attrs[k])[0])
+                for k in (
+                    IPVS_CMD_ATTR_TIMEOUT_TCP,
+                    IPVS_CMD_ATTR_TIMEOUT_TCP_FIN,
+                    IPVS_CMD_ATTR_TIMEOUT_UDP,
+                )
+            )
+        )
+    except struct.error:
+        raise IpvsWireError("an IPVS timeout attribute is shorter than its type") from None
 
 
 # ============================================================================= exchange

@@ -100,7 +100,8 @@ class Discarded:
     ``invalid_interval``, ``interval_mismatch`` (VRRPv2 only, RFC 3768 §7.1),
     ``address_family_mismatch``, ``own_address``, ``lower_priority`` (RFC 5798
     §6.4.3: a master, or a preempting backup, ignores a lower-priority master),
-    ``not_running`` (received in INIT, FAULT or STOPPED).
+    ``not_running`` (received in INIT, FAULT or STOPPED), and
+    ``malformed:<ExceptionName>`` for an object that is not an advertisement at all.
     """
 
     reason: str

@@ -331,7 +331,10 @@ class VrrpMachine:
 
     @property
     def master_down_interval(self) -> float:
-        """Master_Down_Interval = 3 x Master_Adver_Interval + Skew_Time."""
+        """Master_Down_Interval = 3 x Master_Adver_Interval + Skew_Time.
+
+        3 is keepalived's ``down_timer_adverts`` default.
+        """
         return self._params.down_timer_adverts * self._master_adver_int + self.skew_time
 
     @property
@@ -577,7 +580,7 @@ class VrrpMachine:
         self._preempt_time = None
         self._deadline = now + p.advert_int
         self._garp_pending = []
-        if p.garp_master_delay > 0:
+        if p.garp_master_delay > 0 and p.garp_master_repeat:
             self._garp_pending.append((now + p.garp_master_delay, p.garp_master_repeat))
         self._garp_refresh_at = (
             now + p.garp_master_delay + p.garp_master_refresh if p.garp_master_refresh > 0 else None
@@ -623,6 +626,7 @@ class VrrpMachine:
             vrid, version, priority = advert.vrid, advert.version, advert.priority
             interval = advert.max_advert_int
             addresses = tuple(advert.addresses)
+            advertised = frozenset(addresses)
         except (AttributeError, TypeError) as exc:  # not an advert at all
             return f"malformed:{type(exc).__name__}"
         if vrid != p.vrid:
@@ -642,7 +646,7 @@ class VrrpMachine:
                 return "interval_mismatch"
             detail = f"{src} advertises {interval}s, ours {p.advert_int}s"
             actions.extend(self._report("interval_mismatch", detail))
-        if len(addresses) != len(p.virtual_addresses) or set(addresses) != set(p.virtual_addresses):
+        if len(addresses) != len(p.virtual_addresses) or advertised != set(p.virtual_addresses):
             shown = ",".join(str(a) for a in addresses)
             actions.extend(self._report("address_list_mismatch", f"{src} advertises [{shown}]"))
         return None

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from mailha.lab.postfix import (
     render_main_cf,
     render_master_cf,
 )
+from mailha.lab.seedlab import SeedLab
 from mailha.lab.smtpload import (
     GapTracker,
     OutageProbe,
@@ -56,6 +58,15 @@ REPO = Path(__file__).resolve().parents[2]
 def _root_links(prefix: str) -> list[str]:
     out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True)
     return [link["ifname"] for link in json.loads(out.stdout) if link["ifname"].startswith(prefix)]
+
+
+async def eventually(condition: Callable[[], bool], time_limit: float = 10.0) -> None:
+    """Wait (bounded) until ``condition()`` holds."""
+    async with asyncio.timeout(time_limit):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
 
 
 def _host_ip_forward() -> str:
@@ -248,6 +259,22 @@ def test_keepalived_config_renders_the_seed_shape() -> None:
     assert "nopreempt" not in text
     # Balanced braces: keepalived silently misparses otherwise.
     assert text.count("{") == text.count("}")
+
+
+def test_seed_keepalived_config_matches_the_howto() -> None:
+    topo = SeedTopology("mhHz")  # not entered: names and addresses only
+    conf = seed_config(topo, "n2", check_script=Path("/x/check"))
+    (inst,) = conf.instances
+    assert (inst.name, inst.state, inst.priority, inst.virtual_router_id) == (
+        "VI_postfix", "BACKUP", 100, 173,
+    )  # fmt: skip
+    assert inst.interface == "mhHzn2" and inst.unicast_src_ip == "10.12.49.36"
+    assert inst.unicast_peers == ("10.12.49.35",)
+    assert inst.virtual_ipaddresses == ("10.12.49.37/24",)
+    assert [(s.script, s.weight, s.interval) for s in inst.track_scripts] == [("/x/check", 100, 3)]
+    assert seed_config(topo, "n1").instances[0].state == "MASTER"
+    with pytest.raises(KeepalivedError, match="not a server node"):
+        seed_config(topo, "cl")
 
 
 @pytest.mark.parametrize(
@@ -465,32 +492,22 @@ async def test_postfix_check_script_follows_the_master_daemon() -> None:
 
 @pytest.mark.root
 async def test_keepalived_pair_elects_one_master_and_fails_over_on_link_down() -> None:
-    async with SeedTopology("mhHg") as topo, AsyncExitStack() as stack:
-        peers: dict[str, Keepalived] = {}
-        for node in topo.servers:
-            cfg = PostfixConfig(
-                hostname=f"{node}.lab.test", mynetworks=("127.0.0.0/8", str(topo.spec.network))
-            )
-            pf = await stack.enter_async_context(
-                Postfix(topo.node_dir(node) / "postfix", cfg, netns=topo.netns(node))
-            )
-            conf = seed_config(topo, node, check_script=pf.check_script(), script_interval=1)
-            ka = Keepalived(topo.node_dir(node) / "keepalived", conf, netns=topo.netns(node))
+    async with SeedLab("mhHg") as lab:
+        topo, peers = lab.topo, lab.keepalived
+        for ka in peers.values():
             await ka.check_config()
-            peers[node] = await stack.enter_async_context(ka)
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while len(holders := await topo.holders(topo.vip)) != 1:
-            assert loop.time() < deadline, f"no single VIP holder: {holders}"
-            await asyncio.sleep(0.05)
-        master = holders[0]
+        master = await lab.wait_master(time_limit=30)
         backup = next(n for n in topo.servers if n != master)
+        # Equal priorities: whoever's master-down timer fires first wins (no assert on
+        # which); both run with 100 + 100 from the Postfix track script.
         await peers[master].wait_state("MASTER", time_limit=10)
-        assert peers[backup].state() == "BACKUP"
+        await peers[backup].wait_state("BACKUP", time_limit=10)
+        for ka in peers.values():
+            assert "(VI_postfix) Changing effective priority from 100 to 200" in ka.log_text()
         await topo.wait_ping("cl", topo.vip, time_limit=10)
         result = await smtp_source(str(topo.vip), netns=topo.netns("cl"), messages=2)
         assert result.ok, result
+        assert lab.postfix[master].client_addresses()[str(topo.address("cl"))] >= 2
 
         await topo.link_down(master)
         await peers[backup].wait_state("MASTER", time_limit=30)
@@ -554,7 +571,8 @@ async def test_cleanup_stale_removes_a_crashed_runs_leftovers() -> None:
         work = netns.work_root() / "mhHl"
         work.mkdir(parents=True, exist_ok=True)
         proc = await netns.spawn(["sleep", "300"], netns="mhHln1", log_path=work / "sleep.log")
-        assert netns.netns_pids("mhHln1") == {proc.pid}
+        # ip netns exec enters the namespace, then execs sleep: give a slow VM time.
+        await eventually(lambda: netns.netns_pids("mhHln1") == {proc.pid})
         removed = await netns.cleanup_stale("mhHl")
         assert "mhHlbr" in removed and "mhHln1" in removed and str(work) in removed
         assert await proc.wait(5) == -signal.SIGKILL

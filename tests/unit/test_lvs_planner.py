@@ -377,7 +377,7 @@ Scenario = tuple[
 ]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_applying_the_plan_converges_and_spares_foreign_services(scenario: Scenario) -> None:
     desired, observed, owned = scenario
@@ -394,7 +394,7 @@ def test_applying_the_plan_converges_and_spares_foreign_services(scenario: Scena
     assert set(result) <= set(desired) | set(observed)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_plan_is_idempotent_and_minimal(scenario: Scenario) -> None:
     desired, observed, owned = scenario
@@ -428,7 +428,7 @@ def test_plan_of_a_table_against_itself_is_empty(desired: Table, owned: set[Serv
     assert plan(desired, desired, owned) == []
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_no_service_loses_its_last_usable_destination_needlessly(scenario: Scenario) -> None:
     desired, observed, owned = scenario

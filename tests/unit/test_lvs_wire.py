@@ -202,11 +202,10 @@ def services(draw: st.DrawFn) -> Service:
 def test_service_decodes_from_the_layout_the_kernel_dumps(service: Service, n: int) -> None:
     # The kernel dumps the same attributes mailha sends, plus HASHED and counters.
     stats = Stats(conns=n, inpkts=n + 1, outbytes=n * 3)
-    attrs = wire.service_attr(service)[4:] + _stats64(stats)
-    flags_at = attrs.find(struct.pack("=HH", 12, wire.SVC_FLAGS))
-    raw = bytearray(attrs)
-    struct.pack_into("=I", raw, flags_at + 4, int(service.flags) | 0x2)  # HASHED
-    payload = _genl(wire.IPVS_CMD_NEW_SERVICE, wire._attr(wire.IPVS_CMD_ATTR_SERVICE, bytes(raw)))
+    attrs = wire.parse_attrs(wire.service_attr(service), 4)
+    attrs[wire.SVC_FLAGS] = struct.pack("=II", int(service.flags) | 0x2, 0xFFFFFFFF)  # HASHED
+    body = b"".join(wire._attr(kind, value) for kind, value in attrs.items()) + _stats64(stats)
+    payload = _genl(wire.IPVS_CMD_NEW_SERVICE, wire._attr(wire.IPVS_CMD_ATTR_SERVICE, body))
     assert wire.decode_service(payload) == (service, stats)
 
 

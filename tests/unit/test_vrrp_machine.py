@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -96,11 +97,17 @@ class Cluster:
     at the time ``next_deadline()`` asked for.
     """
 
+    #: More adverts than this within STORM_WINDOW seconds is a bug (two nodes
+    #: answering each other at once forever), not a slow simulation.
+    STORM_LIMIT = 50
+    STORM_WINDOW = 0.1
+
     def __init__(self, *all_params: InstanceParams, now: float = 0.0) -> None:
         self.now = now
         self.nodes = {p.name: Node(VrrpMachine(p, now)) for p in all_params}
         self._wire: list[tuple[float, int, str, Advert]] = []
         self._seq = itertools.count()
+        self._recent_sends: deque[float] = deque(maxlen=self.STORM_LIMIT)
 
     def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
@@ -128,6 +135,10 @@ class Cluster:
                 )
                 entry = (self.now + LATENCY, next(self._seq), name, packet)
                 heapq.heappush(self._wire, entry)
+                self._recent_sends.append(self.now)
+                if len(self._recent_sends) == self.STORM_LIMIT:
+                    span = self.now - self._recent_sends[0]
+                    assert span > self.STORM_WINDOW, f"advert storm at t={self.now}"
             elif isinstance(action, AddVips):
                 node.holds_vip = True
             elif isinstance(action, RemoveVips):
@@ -154,7 +165,9 @@ class Cluster:
                     if name != sender and node.link_up:
                         self.apply(name, node.machine.advert_received(packet, src, self.now))
             elif timer is not None and timer[0] <= until:
-                self.now = timer[0]
+                # A deadline can lie in the past (a priority change shortened the
+                # down timer); like a real loop, we then fire it now.
+                self.now = max(self.now, timer[0])
                 self.apply(timer[1], self.nodes[timer[1]].machine.timer(self.now))
             else:
                 break
@@ -611,6 +624,7 @@ class RawAdvert:
         (RawAdvert(max_advert_int=0), NODE2, "invalid_interval"),
         (RawAdvert(), IPv6Address("fe80::1"), "address_family_mismatch"),
         (RawAdvert(addresses=None), NODE2, "malformed:TypeError"),
+        (RawAdvert(addresses=([1],)), NODE2, "malformed:TypeError"),
         (object(), NODE2, "malformed:AttributeError"),
     ],
 )
@@ -630,6 +644,15 @@ def test_priority_change_in_backup_shifts_the_running_down_timer() -> None:
     assert m.set_effective_priority(200, 2.0) == [PriorityChanged(100, 200)]
     assert m.next_deadline() == pytest.approx(1.0 + 3 + 56 / 256)
     assert m.set_effective_priority(200, 2.0) == []
+
+
+def test_raised_priority_can_put_the_deadline_in_the_past() -> None:
+    m = _backup()
+    m.advert_received(advert(150), NODE2, 1.0)
+    m.set_effective_priority(200, 4.3)  # deadline now 1.0 + 3.21875 < 4.3
+    assert m.next_deadline() == pytest.approx(4.21875)
+    actions = m.timer(4.3)
+    assert actions[0] == StateChanged(State.BACKUP, State.MASTER, "master_no_response")
 
 
 def test_owner_priority_never_changes() -> None:

@@ -1,0 +1,426 @@
+"""A real Prometheus scrapes mailha's exporter; every dashboard query and rule returns data.
+
+Debian's /usr/bin/prometheus is started on 127.0.0.1 (free port, temp config and storage,
+1 s scrape and rule evaluation, mailha-rules.yml loaded) and scrapes two MetricsServers run
+on this test's event loop — node1 and node2 of the seed cluster — plus a dead third target.
+
+How alert conditions (``... == 0``, ``... > 1``) are made to return series: the two nodes
+are put in a deliberately broken state in which every alert's condition holds (split brain
+on one VRRP instance, no master on another, a real server down, quorum lost, a failed
+reload, counters of overruns/errors/master changes that keep rising, and a target nobody
+listens on for MailhaScrapeMissing). So the queries are the rules' exact expressions, not
+trimmed versions, and the test also proves each alert really goes pending/firing in
+Prometheus on metrics rendered by mailha.metrics — names and labels included.
+
+For a healthy daemon (the lead's ``mailha serve`` variant) conditions do not hold; use
+``check_queries(..., mode="selectors")``, which checks that every series selector inside
+each expression matches something, or ``scrape_and_check(urls, workdir, mode=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from mailha.metrics import IpvsSnapshot, Metrics, MetricsServer
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "deploy" / "prometheus" / "mailha-rules.yml"
+DASHBOARD = REPO / "deploy" / "grafana" / "mailha.json"
+PROMETHEUS_BIN = "/usr/bin/prometheus"
+JOB = "mailha"
+GRAFANA_VARIABLES = {  # what Grafana substitutes; matches tests/unit/test_dashboard.py
+    "$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h",
+    "$job": JOB, "$node": ".*", "$vrrp_instance": ".*",
+}
+Mode = Literal["results", "selectors"]
+
+
+# ---------------------------------------------------------------------- Prometheus harness
+
+
+class PrometheusError(Exception):
+    """Prometheus answered with an error (bad PromQL, failed evaluation) or not at all."""
+
+
+async def http_get(url: str, *, limit: float = 10.0) -> tuple[int, bytes]:
+    """A bounded HTTP/1.0 GET over asyncio streams (no threads, no extra dependency)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+
+    async def fetch() -> tuple[int, bytes]:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(f"GET {target} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            await writer.drain()
+            raw = await reader.read()
+        finally:
+            writer.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), body
+
+    return await asyncio.wait_for(fetch(), limit)
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    base_url: str
+
+    async def api(self, path: str, **params: str) -> Any:
+        url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
+        try:
+            _, body = await http_get(url)
+            reply = json.loads(body)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise PrometheusError(f"GET {url}: {exc}") from exc
+        if reply.get("status") != "success":
+            raise PrometheusError(f"{reply.get('errorType')}: {reply.get('error')}")
+        return reply["data"]
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        data = await self.api("/api/v1/query", query=expr)
+        if data["resultType"] != "vector":
+            return [{"metric": {}, "value": data["result"]}]  # scalar or string
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    async def rules(self) -> list[dict[str, Any]]:
+        data = await self.api("/api/v1/rules")
+        return [rule for group in data["groups"] for rule in group["rules"]]
+
+    async def alerts(self) -> list[dict[str, Any]]:
+        data = await self.api("/api/v1/alerts")
+        alerts: list[dict[str, Any]] = data["alerts"]
+        return alerts
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def running_prometheus(
+    targets: Sequence[str],
+    workdir: Path,
+    *,
+    rule_files: Sequence[Path] = (RULES,),
+    ready_timeout: float = 60.0,
+) -> AsyncIterator[Prometheus]:
+    """Start Prometheus scraping ``targets`` (host:port) as job "mailha"; stop it afterwards."""
+    binary = shutil.which("prometheus") or PROMETHEUS_BIN
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"{binary} missing: install Debian's prometheus package", pytrace=False)
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": list(targets)}]}],
+    }
+    (workdir / "prometheus.yml").write_text(json.dumps(config, indent=1))  # JSON is YAML
+    port = free_port()
+    log = (workdir / "prometheus.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        binary, f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn", stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
+    )
+    prom = Prometheus(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            with contextlib.suppress(OSError, TimeoutError, ValueError):
+                status, _ = await http_get(f"{prom.base_url}/-/ready", limit=2)
+                if status == 200:
+                    break
+            if proc.returncode is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"Prometheus not ready within {ready_timeout} s:\n"
+                            f"{(workdir / 'prometheus.log').read_text()[-3000:]}")
+            await asyncio.sleep(0.2)
+        yield prom
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        log.close()
+
+
+# ---------------------------------------------------------------------- queries to check
+
+
+def dashboard_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
+    """(where, PromQL) for every panel target and annotation, Grafana variables substituted."""
+    dash = json.loads(path.read_text())
+
+    def walk(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [q for p in panels for q in [p, *walk(p.get("panels", []))]]
+
+    def sub(expr: str) -> str:
+        for name in sorted(GRAFANA_VARIABLES, key=len, reverse=True):
+            expr = expr.replace(name, GRAFANA_VARIABLES[name])
+        return expr
+
+    found = [(f"panel {p['title']!r} {t['refId']}", sub(t["expr"]))
+             for p in walk(dash["panels"]) for t in p.get("targets", [])]
+    found += [(f"annotation {a['name']!r}", sub(a["expr"]))
+              for a in dash["annotations"]["list"] if "expr" in a]
+    return found
+
+
+async def rule_queries(prom: Prometheus) -> list[tuple[str, str]]:
+    """(where, PromQL) of every rule as Prometheus loaded it (no YAML parser needed)."""
+    rules = await prom.rules()
+    return [(f"{r['type']} rule {r['name']}", r["query"]) for r in rules]
+
+
+SELECTOR = re.compile(
+    r'(?<![\w:])((?:mailha_[A-Za-z0-9_]+|mailha:[A-Za-z0-9_:]+|up)(?:\{[^}]*\})?)(?![\w(])'
+)
+
+
+def selectors(expr: str) -> list[str]:
+    """Series selectors inside an expression (label names in ``by (...)`` are skipped)."""
+    cleaned = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    return SELECTOR.findall(cleaned)
+
+
+async def check_queries(
+    prom: Prometheus, queries: Sequence[tuple[str, str]], *, mode: Mode = "results",
+    wait: float = 60.0,
+) -> dict[str, str]:
+    """Poll until every query (or, in "selectors" mode, every selector in it) returns series.
+
+    Returns {where: problem} for what still fails at the deadline; errors are final at once.
+    """
+    pending: dict[str, list[str]] = {
+        where: ([expr] if mode == "results" else selectors(expr) or [expr])
+        for where, expr in queries
+    }
+    problems: dict[str, str] = {}
+    deadline = time.monotonic() + wait
+    while pending:
+        for where, exprs in list(pending.items()):
+            empty = []
+            for expr in exprs:
+                try:
+                    if not await prom.query(expr):
+                        empty.append(expr)
+                except PrometheusError as exc:
+                    problems[where] = f"error {exc} in {expr}"
+                    break
+            if where in problems or not empty:
+                del pending[where]
+            else:
+                pending[where] = empty
+        if not pending or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)
+    problems.update({where: f"no series for {exprs}" for where, exprs in pending.items()})
+    return problems
+
+
+async def scrape_and_check(
+    metrics_targets: Sequence[str], workdir: Path, *, mode: Mode = "results",
+) -> None:
+    """The whole check against any exporter(s) at host:port: the entry point to reuse."""
+    async with running_prometheus(metrics_targets, workdir) as prom:
+        queries = dashboard_queries() + await rule_queries(prom)
+        problems = await check_queries(prom, queries, mode=mode)
+        assert not problems, "\n".join(f"{w}: {p}" for w, p in sorted(problems.items()))
+        unhealthy = [(r["name"], r.get("lastError")) for r in await prom.rules()
+                     if r["health"] != "ok"]
+        assert not unhealthy, unhealthy
+
+
+# ---------------------------------------------------------------------- a broken cluster
+
+SMTP, SUBMIT = "TCP 10.12.49.37:25", "TCP 10.12.49.37:587"
+RS1, RS2 = "10.12.49.35:25", "10.12.49.36:25"
+
+
+def populate(m: Metrics, node: int) -> None:
+    """Set every metric family once, in the state described in the module docstring."""
+    m.set_vrrp_state("VI_SMTP", "MASTER")  # on both nodes: split brain
+    m.set_vrrp_state("VI_SUBMIT", "BACKUP")  # on both nodes: no master
+    m.set_vrrp_state("VI_FLAP", "MASTER" if node == 1 else "BACKUP")
+    for vi in ("VI_SMTP", "VI_SUBMIT", "VI_FLAP"):
+        m.vrrp_priority.labels(vi).set(200 if node == 2 else 100)
+        m.vrrp_base_priority.labels(vi).set(100)
+    m.vrrp_track_script_up.labels("chk_postfix").set(1)
+    m.vrrp_track_interface_up.labels("eth0").set(1)
+    for svc, rs, up in ((SMTP, RS1, 1), (SMTP, RS2, 0), (SUBMIT, RS1, 0)):
+        m.real_server_up.labels(svc, rs).set(up)
+        m.real_server_weight.labels(svc, rs).set(100)
+        m.real_server_effective_weight.labels(svc, rs).set(100 if up else -1)
+    m.virtual_server_quorum_up.labels(SMTP).set(1)
+    m.virtual_server_quorum_up.labels(SUBMIT).set(0)
+    m.virtual_server_live_weight.labels(SMTP).set(100)
+    m.virtual_server_live_weight.labels(SUBMIT).set(0)
+    m.virtual_server_sorry_active.labels(SMTP).set(0)
+    m.virtual_server_sorry_active.labels(SUBMIT).set(1)
+    m.virtual_server_programmed.labels(SMTP).set(1)
+    m.virtual_server_programmed.labels(SUBMIT).set(1)
+    if node == 2:
+        m.config_reloads.labels("failure").inc()
+        m.config_last_reload_successful.set(0)
+        m.config_last_reload_seconds.set_to_current_time()
+
+
+def tick(m: Metrics, node: int, n: int) -> None:
+    """One step of a busy, unhappy cluster: every counter and histogram moves."""
+    m.set_vrrp_state("VI_FLAP", "MASTER" if (n + node) % 2 else "BACKUP")
+    m.vrrp_transitions.labels("VI_FLAP", "BACKUP", "MASTER").inc()
+    m.vrrp_master_changes.labels("VI_FLAP").inc(5)
+    m.vrrp_adverts_sent.labels("VI_SMTP").inc()
+    m.vrrp_adverts_received.labels("VI_SMTP").inc()
+    m.vrrp_receive_errors.labels("eth0", "vrid_mismatch").inc()
+    m.vrrp_track_script_runs.labels("chk_postfix", "ok").inc()
+    m.check_results.labels(SMTP, RS1, "SMTP_CHECK", "ok").inc()
+    m.check_results.labels(SMTP, RS2, "SMTP_CHECK", "fail").inc()
+    m.check_failures.labels(SMTP, RS2, "SMTP_CHECK", "timeout").inc()
+    m.check_duration.labels("SMTP_CHECK").observe(0.004 * (1 + n % 7))
+    m.check_overruns.labels(SMTP, RS2).inc(2)
+    m.reconcile_operations.labels("add_dest").inc()
+    m.reconcile_drift.inc()
+    m.reconcile_errors.inc()
+    m.reconcile_duration.observe(0.002 * (1 + n % 5))
+    k = n + 1
+    m.ipvs = IpvsSnapshot(
+        services={SMTP: {"conns": 30 * k, "inpkts": 900 * k, "outpkts": 0,
+                         "inbytes": 80_000 * k, "outbytes": 0}},
+        backends={
+            (SMTP, RS1): {"active": 3, "inactive": 7, "weight": 100, "conns": 10 * k,
+                          "inbytes": 30_000 * k, "outbytes": 0},
+            (SMTP, RS2): {"active": 5, "inactive": 2, "weight": 100, "conns": 20 * k,
+                          "inbytes": 50_000 * k, "outbytes": 0},
+        },
+    )
+
+
+@contextlib.asynccontextmanager
+async def broken_cluster() -> AsyncIterator[list[str]]:
+    """Two exporters on 127.0.0.1 plus a dead target; yields the three host:port targets."""
+    nodes = {1: Metrics(), 2: Metrics()}
+    servers = []
+
+    async def ticker() -> None:
+        for n in itertools.count():
+            for node, m in nodes.items():
+                tick(m, node, n)
+            await asyncio.sleep(0.3)
+
+    try:
+        for node, m in nodes.items():
+            populate(m, node)
+            tick(m, node, 0)
+            srv = MetricsServer(m, "127.0.0.1", 0)
+            await srv.start()
+            servers.append(srv)
+        task = asyncio.create_task(ticker())
+        try:
+            yield [f"127.0.0.1:{s.port}" for s in servers] + [f"127.0.0.1:{free_port()}"]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        for srv in servers:
+            await srv.close()
+
+
+# ---------------------------------------------------------------------- tests
+
+
+def test_selectors_helper() -> None:
+    expr = ('sum by (service) (rate(mailha_ipvs_backend_connections_total{job="mailha"}[1m]))'
+            ' / on (service) group_left () mailha:share:rate5m or up{job="mailha"} == 0'
+            ' or absent(up{job="mailha"})')
+    assert selectors(expr) == [
+        'mailha_ipvs_backend_connections_total{job="mailha"}', "mailha:share:rate5m",
+        'up{job="mailha"}', 'up{job="mailha"}',
+    ]
+
+
+async def test_every_dashboard_query_and_rule_returns_series(tmp_path: Path) -> None:
+    async with broken_cluster() as targets, running_prometheus(targets, tmp_path) as prom:
+        dash = dashboard_queries()
+        rules = await rule_queries(prom)
+        assert len(dash) >= 40
+        assert len(rules) == RULES.read_text().count("- alert:") + RULES.read_text().count(
+            "- record:")
+        problems = await check_queries(prom, dash + rules)
+        assert not problems, "\n".join(f"{w}: {p}" for w, p in sorted(problems.items()))
+
+        # Every rule evaluates cleanly inside Prometheus, and every alert is at least pending.
+        deadline = time.monotonic() + 30
+        alert_names = {r["name"] for r in await prom.rules() if r["type"] == "alerting"}
+        while True:
+            active = {a["labels"]["alertname"] for a in await prom.alerts()}
+            if alert_names <= active or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        assert alert_names - active == set(), "alerts that never went pending"
+        unhealthy = [(r["name"], r.get("lastError")) for r in await prom.rules()
+                     if r["health"] != "ok"]
+        assert not unhealthy, unhealthy
+
+        # The VRRP alerts name the right instances (VI_FLAP, whose master alternates, may
+        # briefly show either while the two nodes are scraped at different moments).
+        by_name: dict[str, list[dict[str, str]]] = {}
+        for a in await prom.alerts():
+            by_name.setdefault(a["labels"]["alertname"], []).append(a["labels"])
+        two = {a["vrrp_instance"] for a in by_name["MailhaTwoMasters"]}
+        none = {a["vrrp_instance"] for a in by_name["MailhaNoMaster"]}
+        assert "VI_SMTP" in two and "VI_SUBMIT" not in two
+        assert "VI_SUBMIT" in none and "VI_SMTP" not in none
+        assert [a["instance"] for a in by_name["MailhaScrapeMissing"]] == [targets[2]]
+
+        # The recorded mail share is the 1:2 split the IPVS counters encode.
+        share = {s["metric"]["real_server"]: float(s["value"][1])
+                 for s in await prom.query("mailha:ipvs_backend_mail_share:ratio_rate5m")}
+        assert share.keys() == {RS1, RS2}
+        assert abs(share[RS1] - 1 / 3) < 0.05 and abs(share[RS2] - 2 / 3) < 0.05
+
+
+async def test_selector_mode_catches_a_metric_nobody_exports(tmp_path: Path) -> None:
+    """Guards against a vacuous pass: a query for a missing metric is reported, a bad one too."""
+    async with broken_cluster() as targets, running_prometheus(targets[:1], tmp_path,
+                                                               rule_files=()) as prom:
+        problems = await check_queries(prom, [
+            ("exists", 'mailha_vrrp_state{job="mailha"}'),
+            ("typo", 'rate(mailha_vrrp_transition_total{job="mailha"}[1m])'),
+            ("syntax", "sum by (x (mailha_vrrp_state)"),
+        ], mode="selectors", wait=10)
+        assert set(problems) == {"typo", "syntax"}
+        assert problems["typo"].startswith("no series")
+        assert problems["syntax"].startswith("error bad_data")
+
+
+async def test_scrape_and_check_entry_point(tmp_path: Path) -> None:
+    """The reusable entry point, as the ``mailha serve`` variant will call it: live nodes only,
+    each selector must match (conditions need not hold)."""
+    async with broken_cluster() as targets:
+        await scrape_and_check(targets[:2], tmp_path, mode="selectors")

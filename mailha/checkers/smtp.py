@@ -66,6 +66,10 @@ async def check_smtp(check: SmtpCheck, real_server: RealServer) -> CheckResult:
     step = common.connect_timeout
     sock: socket.socket | None = None
     client: aiosmtplib.SMTP | None = None
+    if not _usable_helo_name(check.helo_name):
+        return CheckResult.failure(
+            "bad_helo_name", f"helo_name {check.helo_name!r} is not printable ASCII without blanks"
+        )
     try:
         target = target_of(common, real_server, SMTP_PORT)
         async with asyncio.timeout(step * DEADLINE_STEPS):
@@ -173,6 +177,11 @@ def _disconnected(exc: BaseException, target: Target, stage: str) -> _Failed:
             return _Failed("connection_reset", f"{target} reset the connection during {stage}")
         cause = cause.__cause__ or cause.__context__
     return _Failed("connection_closed", f"{target} closed the connection during {stage}")
+
+
+def _usable_helo_name(name: str) -> bool:
+    """What may follow EHLO on the command line: no blanks, no controls, ASCII only."""
+    return bool(name) and all(33 <= ord(c) <= 126 for c in name)
 
 
 def _clip(text: str, limit: int = 120) -> str:

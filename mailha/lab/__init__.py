@@ -7,6 +7,11 @@ collide, and every resource is owned by an (async) context manager that tears it
 success, on exceptions and on Ctrl-C. :func:`mailha.lab.netns.cleanup_stale` removes what
 a crashed (SIGKILLed) run left behind.
 
+Modules: ``netns`` (namespaces, links, processes, in-process setns), ``topology``
+(``SeedTopology``), ``postfix`` (``Postfix``, ``SmtpSink``), ``keepalived``,
+``smtpload`` (``smtp_source``, ``send_messages``, ``OutageProbe``) and ``seedlab``
+(``SeedLab``: all of it for the seed scenario in one ``async with``).
+
 Used by the integration tests, the benchmarks in ``bench/`` and ``mailha demo``.
 """
 

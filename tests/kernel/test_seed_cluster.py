@@ -1,0 +1,98 @@
+"""The seed topology end to end in a kernel with IPVS: mail spread over both Postfix nodes.
+
+Two node namespaces, each with a real Postfix instance and ``mailha serve`` (all-in-one:
+the VRRP master programs VIP:25 with itself and its peer as direct-routed real servers,
+the peer holds the VIP on ``lo``), and a client namespace. 200 SMTP sessions through the
+VIP must be split between both Postfix nodes (50 % +- 10 %), each node must see the
+client's own address, and when the master's link goes down the VIP and the IPVS service
+move and mail keeps flowing to the survivor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mailha.lab.cluster import ClusterOptions, MailhaCluster
+from mailha.lab.postfix import Postfix, PostfixConfig
+from mailha.lab.smtpload import send_messages, smtp_source
+from mailha.lab.topology import SeedTopology
+
+pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
+
+
+@pytest.fixture
+async def seed() -> AsyncIterator[tuple[SeedTopology, dict[str, Postfix]]]:
+    async with SeedTopology("mhS") as topo:
+        postfixes: dict[str, Postfix] = {}
+        try:
+            for node in topo.servers:
+                pf = Postfix(
+                    topo.node_dir(node) / "postfix",
+                    PostfixConfig(hostname=f"{node}.lab.test",
+                                  mynetworks=("127.0.0.0/8", str(topo.spec.network))),
+                    netns=topo.netns(node),
+                )
+                await pf.start(time_limit=180)
+                postfixes[node] = pf
+            yield topo, postfixes
+        finally:
+            for pf in postfixes.values():
+                await pf.stop(time_limit=30)
+
+
+async def wait_pool(cluster: MailhaCluster, node: str, want: int, time_limit: float) -> dict:
+    """Wait until ``node`` programs the service with ``want`` weighted destinations."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + time_limit
+    status: dict = {}
+    while loop.time() < deadline:
+        status = await cluster.status(node)
+        for svc in status.get("ipvs", []):
+            live = [d for d in svc["destinations"] if d["weight"] > 0]
+            if len(live) == want:
+                return status
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{node} never programmed {want} live destinations: {status}")
+
+
+async def test_mail_is_spread_and_follows_the_vip(
+    seed: tuple[SeedTopology, dict[str, Postfix]],
+) -> None:
+    topo, postfix = seed
+    opts = ClusterOptions(ipvs=True, delay_loop=1.0, connect_timeout=2.0, retry=1)
+    async with MailhaCluster(topo, opts) as cluster:
+        await cluster.wait_master("n1", time_limit=60)
+        status = await wait_pool(cluster, "n1", 2, time_limit=60)
+        dests = {d["address"]: d for d in status["ipvs"][0]["destinations"]}
+        assert set(dests) == {"10.12.49.35:25", "10.12.49.36:25"}
+        backup = await cluster.status("n2")
+        assert backup["ipvs"] == []  # only the master balances: no ping-pong
+
+        result = await smtp_source(str(topo.vip), netns=topo.netns("cl"), messages=200,
+                                   sessions=10, time_limit=300)
+        assert result.ok, result
+        for pf in postfix.values():
+            await pf.wait_received(1, time_limit=60)
+        await asyncio.sleep(3)  # let the logs settle
+        counts = {n: pf.received_count() for n, pf in postfix.items()}
+        assert sum(counts.values()) == 200, counts
+        for node, count in counts.items():
+            assert 80 <= count <= 120, f"{node} got {count} of 200: {counts}"
+        # Direct routing keeps the client's own address: Postfix authorises by it.
+        client = str(topo.address("cl"))
+        for node, pf in postfix.items():
+            assert client in pf.client_addresses(), (node, pf.client_addresses())
+
+        # The master loses its link: the VIP and the service move to n2, mail keeps flowing.
+        await topo.link_down("n1")
+        await cluster.wait_master("n2", time_limit=60)
+        await wait_pool(cluster, "n2", 1, time_limit=60)
+        before = postfix["n2"].received_count()
+        report = await send_messages(str(topo.vip), netns=topo.netns("cl"), count=40,
+                                     concurrency=4, give_up_after=120)
+        assert not report.abandoned, report
+        await postfix["n2"].wait_received(before + 40, time_limit=120)
+        assert "Traceback" not in cluster.log("n1") + cluster.log("n2")

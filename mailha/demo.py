@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -233,6 +234,9 @@ class Console:
         started = time.monotonic()
         try:
             yield notes
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            self.line(f"interrupted after {time.monotonic() - started:.1f} s")
+            raise
         except BaseException:
             self.line(f"FAILED after {time.monotonic() - started:.1f} s")
             raise
@@ -279,18 +283,18 @@ def _check_prerequisites() -> None:
 
 
 @contextlib.contextmanager
-def _single_instance(workroot: Path) -> Iterator[None]:
-    """Refuse to run next to another demo: entering the lab clears its namespaces."""
-    workroot.mkdir(parents=True, exist_ok=True)
-    fd = os.open(workroot / f"{PREFIX}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
+def _single_instance() -> Iterator[None]:
+    """Refuse to run next to another demo: entering the lab clears its namespaces.
+
+    The lock is an abstract Unix socket name: the kernel releases it when the process
+    dies, however it dies, and it leaves no file behind.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lock:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            lock.bind(f"\0mailha-demo-{PREFIX}")
+        except OSError:
             raise DemoError("already running", "another `mailha demo` is running") from None
         yield
-    finally:
-        os.close(fd)
 
 
 class Demo:
@@ -310,12 +314,12 @@ class Demo:
 
     async def run(self, stack: AsyncExitStack) -> DemoOutcome:
         con, topo = self.console, self.topo
-        with con.step(
-            f"building the seed topology: n1 {topo.address('n1')}, n2 {topo.address('n2')},"
-            f" client {topo.address('cl')}, VIP {topo.vip}"
-        ) as notes:
+        with con.step("building the seed topology in network namespaces") as notes:
             await stack.enter_async_context(topo)
-            notes.append(f"namespaces {', '.join(topo.spec.namespaces)}")
+            notes.append(
+                f"n1 {topo.address('n1')}, n2 {topo.address('n2')}, client"
+                f" {topo.address('cl')}, VIP {topo.vip}"
+            )
 
         with con.step("starting Postfix on n1, n2 (deliver to discard)"):
             for node in topo.servers:
@@ -340,11 +344,16 @@ class Demo:
         )
         for pf in self.postfix.values():
             pf.check_script()
-        mode = "VRRP + IPVS (DR over both nodes)" if self.ipvs else "VRRP only"
+        mode = "VRRP + IPVS, direct routing" if self.ipvs else "VRRP only"
         with con.step(f"starting mailha on n1, n2 ({mode})"):
-            self.cluster = MailhaCluster(topo, options)
-            await stack.enter_async_context(self.cluster)
-        cluster = self.cluster
+            cluster = self.cluster = MailhaCluster(topo, options)
+            stack.push_async_callback(cluster.close)
+            cluster.write_configs()
+            # Both at once: a Python start costs seconds in the VM, and neither node should
+            # get a head start (n1 wins the election on priority, not on timing).
+            async with asyncio.TaskGroup() as tg:
+                for node in cluster.nodes:
+                    tg.create_task(cluster.start(node, time_limit=START_LIMIT))
 
         with con.step("waiting for the VRRP election (n1 has priority 150, n2 100)") as notes:
             before = await cluster.wait_master(time_limit=ELECTION_LIMIT)
@@ -425,11 +434,10 @@ class Demo:
 
     async def _wait_pool(self, node: str, *, want: int) -> int:
         """Wait (bounded) for ``node``'s IPVS service to have ``want`` live destinations."""
-        assert self.cluster is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + POOL_LIMIT
         while True:
-            live = _live_destinations(await self.cluster.status(node))
+            live = _live_destinations(await _status(self.topo.node_dir(node) / "mailha.sock"))
             if live == want or loop.time() > deadline:
                 return live
             await asyncio.sleep(0.2)
@@ -450,6 +458,27 @@ class Demo:
         con.line(f"  logs: {topo.workdir}/n*/mailha.log, {topo.workdir}/n*/postfix/maillog")
         con.line("Press Enter to tear everything down.")
         await _wait_for_enter()
+
+
+async def _status(path: Path, *, time_limit: float = 10.0) -> dict[str, Any]:
+    """The daemon's status over its control socket, from this process.
+
+    Unix sockets are reached through the file system, not the network namespace, so
+    no ``mailha status`` process is needed (one Python start is seconds in the VM).
+    An unreachable daemon reads as an empty status.
+    """
+    try:
+        async with asyncio.timeout(time_limit):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            try:
+                writer.write(json.dumps({"command": "status"}).encode() + b"\n")
+                await writer.drain()
+                reply = json.loads(await reader.read())
+            finally:
+                writer.close()
+    except (OSError, TimeoutError, ValueError):
+        return {}
+    return reply if isinstance(reply, dict) else {}
 
 
 def _live_destinations(status: Mapping[str, Any]) -> int:
@@ -629,7 +658,7 @@ def demo_command(*, messages: int = 200, keep: bool = False, out: TextIO | None 
         )
         return EXIT_FAILED
     try:
-        with _single_instance(netns.work_root()):
+        with _single_instance():
             return asyncio.run(_main(console, messages=messages, keep=keep))
     except DemoError as exc:
         console.line(f"mailha demo: {exc}")

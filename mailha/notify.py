@@ -160,6 +160,19 @@ class ScriptRunner(Protocol):
     ) -> Awaitable[ScriptResult]: ...
 
 
+def _run_notify_script(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    user: str | None = None,
+    group: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Awaitable[ScriptResult]:
+    """run_script, leaving alone what a notify script starts in the background."""
+    return run_script(argv, timeout=timeout, user=user, group=group, env=env,
+                      kill_leftovers=False)
+
+
 @dataclass(frozen=True, slots=True)
 class NotifyOutcome:
     """What happened to one notify script run (handed to the ``on_result`` hook)."""
@@ -181,7 +194,7 @@ class Notifier:
         self,
         *,
         timeout: float = DEFAULT_NOTIFY_TIMEOUT,
-        runner: ScriptRunner = run_script,
+        runner: ScriptRunner = _run_notify_script,
         on_result: Callable[[NotifyOutcome], None] | None = None,
     ) -> None:
         self._timeout = timeout

@@ -135,8 +135,14 @@ async def run_script(
     env: Mapping[str, str] | None = None,
     output_limit: int = 4096,
     kill_grace: float = DEFAULT_KILL_GRACE,
+    kill_leftovers: bool = True,
 ) -> ScriptResult:
     """Run ``argv`` and return how it ended; never leaves a zombie behind.
+
+    With ``kill_leftovers`` (the default, right for checks) whatever the script left
+    running in its process group when it exited is SIGKILLed, so a check that
+    backgrounds a child cannot accumulate processes run after run. Notify scripts pass
+    False: like keepalived, they may start something meant to outlive them.
 
     ``timeout`` bounds the script's run time; ``kill_grace`` the time between SIGTERM
     and SIGKILL of its process group after that.  ``env`` replaces the environment
@@ -190,7 +196,7 @@ async def run_script(
 
     runner = _Running(proc, output_limit)
     try:
-        return await runner.finish(timeout, kill_grace, started)
+        return await runner.finish(timeout, kill_grace, started, kill_leftovers=kill_leftovers)
     finally:
         runner.close()
 
@@ -226,7 +232,9 @@ class _Running:
         else:
             self._loop.add_reader(self._pidfd, self._on_exit)
 
-    async def finish(self, limit: float, grace: float, started: float) -> ScriptResult:
+    async def finish(
+        self, limit: float, grace: float, started: float, *, kill_leftovers: bool
+    ) -> ScriptResult:
         timed_out = False
         try:
             try:
@@ -243,6 +251,9 @@ class _Running:
             self._signal_group(signal.SIGKILL)
             self._reap_blocking()
             raise
+        if kill_leftovers and not timed_out:
+            # The leader is a zombie until reaped, so its pid (the pgid) cannot be reused.
+            self._signal_group(signal.SIGKILL)
         status = self._reap_blocking()
         self._drain_pipe()
         duration = time.monotonic() - started

@@ -121,10 +121,6 @@ sleep 30
     assert processes_with(marker) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="procs.run_script does not kill the script's process group after a normal exit",
-)
 async def test_background_leftover_of_a_finished_script_is_killed(tmp_path: Path) -> None:
     marker = f"{time.time_ns() % 10**6}.{os.getpid()}3"
     body = f"(exec sleep {marker}) >/dev/null 2>&1 &\nexit 0"

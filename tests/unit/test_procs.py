@@ -162,16 +162,27 @@ async def test_grandchild_ignoring_sigterm_is_killed_and_pipe_not_awaited(tmp_pa
 
 async def test_exited_script_with_lingering_writer_returns_promptly(tmp_path: Path) -> None:
     # The script exits at once but leaves a background child holding stdout open: the
-    # result must not wait for that child (nor kill it: it was not a timeout).
+    # result must not wait for that child; with kill_leftovers=False (notify scripts)
+    # the child is left alone.
     pidfile = tmp_path / "bg.pid"
     script = f"sleep 5 & echo $! > {pidfile}; echo done"
-    res = await asyncio.wait_for(run_script([SH, "-c", script], timeout=10), timeout=4)
+    res = await asyncio.wait_for(
+        run_script([SH, "-c", script], timeout=10, kill_leftovers=False), timeout=4
+    )
     assert res.status == 0
     assert res.output.strip() == "done"
     bg = int(pidfile.read_text())
     assert _alive(bg)
     os.kill(bg, signal.SIGKILL)
     assert await _wait_gone(bg)
+
+
+async def test_leftovers_of_a_finished_script_are_killed_by_default(tmp_path: Path) -> None:
+    pidfile = tmp_path / "bg.pid"
+    script = f"sleep 5 & echo $! > {pidfile}; echo done"
+    res = await asyncio.wait_for(run_script([SH, "-c", script], timeout=10), timeout=4)
+    assert res.status == 0
+    assert await _wait_gone(int(pidfile.read_text()))
 
 
 async def test_cancellation_kills_and_reaps(tmp_path: Path) -> None:

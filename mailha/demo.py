@@ -355,8 +355,11 @@ class Demo:
                 for node in cluster.nodes:
                     tg.create_task(cluster.start(node, time_limit=START_LIMIT))
 
-        with con.step("waiting for the VRRP election (n1 has priority 150, n2 100)") as notes:
-            before = await cluster.wait_master(time_limit=ELECTION_LIMIT)
+        prio = options.priorities
+        favourite = max(topo.servers, key=lambda n: prio.get(n, 100))
+        ranking = ", ".join(f"{n} {prio.get(n, 100)}" for n in topo.servers)
+        with con.step(f"waiting for the VRRP election (priorities {ranking})") as notes:
+            before = await self._wait_election(favourite)
             notes.append(f"{before} is master, VIP {topo.vip} on {topo.netns(before)}")
             if self.ipvs:
                 live = await self._wait_pool(before, want=len(topo.servers))
@@ -421,6 +424,32 @@ class Demo:
             give_up_after=GIVE_UP_AFTER,
             id_domain="demo.mailha",
         )
+
+    async def _wait_election(self, favourite: str) -> str:
+        """Wait until ``favourite`` holds the VIP and every other node says BACKUP.
+
+        Waiting for "some master" is not enough: a node that starts faster than its
+        higher-priority peer becomes master first and is preempted moments later, which
+        would move the VIP in the middle of phase 1.
+        """
+        assert self.cluster is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ELECTION_LIMIT
+        master = await self.cluster.wait_master(favourite, time_limit=ELECTION_LIMIT)
+        others = [n for n in self.topo.servers if n != master]
+        while True:
+            states = {n: await self._vrrp_state(n) for n in others}
+            if all(state == "BACKUP" for state in states.values()):
+                return master
+            if loop.time() > deadline:
+                raise DemoError("no stable election", f"{master} is master, others: {states}")
+            await asyncio.sleep(0.1)
+
+    async def _vrrp_state(self, node: str) -> str | None:
+        status = await _status(self.topo.node_dir(node) / "mailha.sock")
+        instances = status.get("instances") or [{}]
+        state = instances[0].get("state")
+        return state if isinstance(state, str) else None
 
     async def _wait_tally(self, accepted: Collection[str]) -> PhaseTally:
         """Tally once every accepted message shows in a log (they are written async)."""

@@ -457,6 +457,10 @@ def _check_priorities(ra: _Reporter, a: VrrpInstance, rb: _Reporter, b: VrrpInst
     )
     if pw == pl:
         return
+    if any(vs.vrrp_instance == w.name for vs in rw.config.virtual_servers):
+        # Balanced with IPVS: a failed check drops the node's real server instead, and
+        # keeping the VIP where it is avoids a needless failover. Intended, not a trap.
+        return
     for name, weight, _ in _tracking(rw.config, w):
         down = effective_priority(rw.config, w, frozenset({name}))
         if down is not None and down >= pl:

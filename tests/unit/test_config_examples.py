@@ -96,4 +96,5 @@ def test_node_files_describe_the_seed_scenario() -> None:
             (check,) = rs.checkers
             assert isinstance(check, SmtpCheck)
             c = check.common
-            assert (c.connect_timeout, c.retry, c.delay_loop) == (2.0, 1, 2.0)
+            assert (c.connect_timeout, c.retry, c.delay_loop) == (1.0, 1, 0.5)
+            assert c.delay_before_retry == 0.2

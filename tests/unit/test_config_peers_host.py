@@ -119,12 +119,19 @@ def test_both_master_is_a_warning(tmp_path: Path) -> None:
 
 def test_weight_too_small_to_move_the_vip(tmp_path: Path) -> None:
     # node1 150+20=170, node2 100+20=120; chk fails on node1 -> 150, still above 120.
-    configs = pair(tmp_path, {"weight = 100": "weight = 20"}, {"weight = 100": "weight = 20"})
+    # Without IPVS balancing (no virtual_server follows the instance) that is a trap.
+    unlink = {'vrrp_instance = "VI_postfix"\n': ""}
+    configs = pair(tmp_path, unlink, unlink)
     d = only(check_peers(configs), "stays on the failed node")
     assert d.severity == "warning"
     assert d.file == tmp_path / "n1.toml"
     assert d.key == "vrrp_instance.VI_postfix.track_script"
     assert "still advertises 150, not below 120" in d.message
+
+
+def test_small_weight_is_intended_when_ipvs_balances(tmp_path: Path) -> None:
+    # The shipped pair: the master keeps the VIP and drops its own real server instead.
+    assert not [d for d in check_peers(pair(tmp_path, {}, {})) if "stays on" in d.message]
 
 
 def test_instances_pair_by_vrid_not_name(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ from mailha.lab.topology import SeedTopology
 
 PRIORITIES = {"n1": 150, "n2": 100}
 EVENTS = ("link down", "clean stop")
+Results = dict[str, list[float]]  # event -> outages (s)
 
 
 class BenchError(Exception):
@@ -65,6 +66,9 @@ class Setting:
     @property
     def label(self) -> str:
         return f"v{self.version} advert_int {self.advert_int:g}"
+
+
+Row = tuple[Setting, str, Results, Results]  # setting, event, mailha, keepalived
 
 
 def parse_settings(text: str) -> tuple[Setting, ...]:
@@ -239,11 +243,11 @@ async def measure_outage(
 
 async def run_setting(
     topo: SeedTopology, setting: Setting, factory: PairFactory, reps: int
-) -> dict[str, list[float]]:
+) -> Results:
     """Outages for ``reps`` link losses and ``reps`` clean stops of n1 with one pair."""
     settle = max(1.0, 3 * setting.advert_int)
     limit = 10.0 + 4 * setting.advert_int
-    results: dict[str, list[float]] = {event: [] for event in EVENTS}
+    results: Results = {event: [] for event in EVENTS}
     async with factory(topo, setting) as pair:
         await wait_sole_master(topo, "n1", time_limit=30.0)
         for _ in range(reps):
@@ -271,10 +275,6 @@ async def run_setting(
 def summary(values: Sequence[float]) -> str:
     ms = [v * 1000 for v in values]
     return f"{statistics.median(ms):7.0f} {min(ms):6.0f} {max(ms):6.0f}"
-
-
-Results = dict[str, list[float]]
-Row = tuple[Setting, str, Results, Results]
 
 
 def print_table(rows: Sequence[Row]) -> None:
@@ -311,7 +311,7 @@ async def main_async(args: argparse.Namespace) -> int:
             for sink in sinks:
                 await stack.enter_async_context(sink)
             for setting in settings:
-                per_impl: dict[str, dict[str, list[float]]] = {}
+                per_impl: dict[str, Results] = {}
                 for name, factory in (("mailha", mailha_pair), ("keepalived", keepalived_pair)):
                     started = time.monotonic()
                     per_impl[name] = await run_setting(topo, setting, factory, reps)

@@ -11,7 +11,9 @@ the VIP and a few adverts went by, each node's processes are measured over a win
 * CPU: utime + stime from ``/proc/PID/stat`` (clock ticks) at both ends of the window,
   as a percentage of one core; also from ``/proc/PID/schedstat`` (nanoseconds of CPU,
   finer than the 10 ms tick) where the kernel provides it;
-* memory: VmRSS from ``/proc/PID/status``, sampled every second, the largest sum seen.
+* memory: VmRSS from ``/proc/PID/status``, sampled every second, the largest sum seen;
+  and PSS from ``/proc/PID/smaps_rollup`` at the end, which does not count twice the
+  pages keepalived's two processes share.
 
 keepalived's figure is the sum of its parent (the checker/watchdog) and its VRRP child
 (found from its pid files); mailha's is the sum of its process group (one process
@@ -40,6 +42,8 @@ from mailha.lab.netns import group_members
 from mailha.lab.topology import SeedTopology
 
 TICKS = os.sysconf("SC_CLK_TCK")
+NodePids = dict[str, Sequence[int]]
+PairFactory = Callable[[SeedTopology], contextlib.AbstractAsyncContextManager[NodePids]]
 
 
 class BenchError(Exception):
@@ -63,6 +67,7 @@ class Usage:
     cpu_percent_ticks: float
     cpu_percent_sched: float | None
     rss_kib: int
+    pss_kib: int | None
 
 
 def cpu_sample(pids: Sequence[int]) -> CpuSample:
@@ -86,10 +91,26 @@ def cpu_sample(pids: Sequence[int]) -> CpuSample:
 
 
 def rss_kib(pids: Sequence[int]) -> int:
+    """VmRSS summed over ``pids`` (pages shared between them are counted twice)."""
     total = 0
     for pid in pids:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def pss_kib(pids: Sequence[int]) -> int | None:
+    """Proportional set size summed over ``pids``: shared pages split between sharers,
+    so keepalived's parent and child (which share most pages) are not counted twice."""
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except FileNotFoundError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
                 total += int(line.split()[1])
     return total
 
@@ -112,7 +133,11 @@ async def measure(nodes: dict[str, Sequence[int]], seconds: float) -> dict[str, 
         if last.sched_ns is not None and before is not None:
             sched = 100 * (last.sched_ns - before) / 1e9 / wall
         usage[node] = Usage(
-            tuple(pids), 100 * (last.ticks - first[node].ticks) / TICKS / wall, sched, peak[node]
+            tuple(pids),
+            100 * (last.ticks - first[node].ticks) / TICKS / wall,
+            sched,
+            peak[node],
+            pss_kib(pids),
         )
     return usage
 
@@ -170,10 +195,6 @@ def describe(pids: Sequence[int]) -> str:
     return " + ".join(names)
 
 
-NodePids = dict[str, Sequence[int]]
-PairFactory = Callable[[SeedTopology], contextlib.AbstractAsyncContextManager[NodePids]]
-
-
 async def main_async(args: argparse.Namespace) -> int:
     seconds = 5.0 if args.quick else args.seconds
     print(
@@ -196,7 +217,7 @@ async def main_async(args: argparse.Namespace) -> int:
     print()
     head = (
         f"{'':<11} {'role':<7} | {'CPU % (ticks)':>13} {'CPU % (schedstat)':>17} |"
-        f" {'RSS MiB':>8}"
+        f" {'RSS MiB':>8} {'PSS MiB':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -204,13 +225,16 @@ async def main_async(args: argparse.Namespace) -> int:
         for node, role in (("n1", "master"), ("n2", "backup")):
             u = per_node[node]
             sched = "n/a" if u.cpu_percent_sched is None else f"{u.cpu_percent_sched:.3f}"
+            pss = "n/a" if u.pss_kib is None else f"{u.pss_kib / 1024:.1f}"
             print(
                 f"{name:<11} {role:<7} | {u.cpu_percent_ticks:13.3f} {sched:>17} |"
-                f" {u.rss_kib / 1024:8.1f}"
+                f" {u.rss_kib / 1024:8.1f} {pss:>8}"
             )
     m, k = results["mailha"]["n1"], results["keepalived"]["n1"]
     print()
     print(f"master RSS ratio mailha/keepalived: {m.rss_kib / k.rss_kib:.2f}")
+    if m.pss_kib and k.pss_kib:
+        print(f"master PSS ratio mailha/keepalived: {m.pss_kib / k.pss_kib:.2f}")
     if m.cpu_percent_sched is not None and k.cpu_percent_sched:
         print(
             f"master CPU ratio mailha/keepalived (schedstat): "

@@ -31,9 +31,10 @@ import asyncio
 import contextlib
 import os
 import platform
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +85,11 @@ async def ipvs_services(topo: SeedTopology, node: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.strip()]
 
 
-async def wait_for(what: str, test: Callable[[], object], time_limit: float) -> None:
-    """Poll the coroutine function ``test`` every 0.2 s until it returns truthy."""
+async def wait_for(what: str, test: Callable[[], Awaitable[bool]], time_limit: float) -> None:
+    """Poll ``test`` every 0.2 s until it returns True; BenchError after ``time_limit``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + time_limit
-    while not await test():  # type: ignore[misc]
+    while not await test():
         if loop.time() > deadline:
             raise BenchError(f"timed out after {time_limit:g}s waiting for {what}")
         await asyncio.sleep(0.2)
@@ -193,10 +194,10 @@ async def measure_mode(
     async with cm:
         await load(topo, postfix, f"{mode} (warm-up)", 40, 4)
         for _ in range(args.reps):
-            run = await load(topo, postfix, mode, args.messages, args.sessions)
-            share = ", ".join(f"{n} {c}" for n, c in run.counts.items())
-            print(f"  {mode}: {run.rate:.0f} msgs/s in {run.elapsed:.1f} s ({share})", flush=True)
-            runs.append(run)
+            done = await load(topo, postfix, mode, args.messages, args.sessions)
+            share = ", ".join(f"{n} {c}" for n, c in done.counts.items())
+            print(f"  {mode}: {done.rate:.0f} msgs/s in {done.elapsed:.1f} s ({share})", flush=True)
+            runs.append(done)
     return runs
 
 
@@ -229,11 +230,6 @@ async def main_async(args: argparse.Namespace) -> int:
         f" ({len(os.sched_getaffinity(0))} CPUs), {time.strftime('%Y-%m-%d %H:%M:%S')}",
         flush=True,
     )
-    if not Path("/proc/net/ip_vs").exists():
-        await asyncio.create_subprocess_exec("modprobe", "ip_vs")
-        await asyncio.sleep(1)
-        if not Path("/proc/net/ip_vs").exists():
-            raise BenchError("no ip_vs in this kernel: run it under tests/vm/vmrun")
     results: dict[str, list[Run]] = {}
     async with SeedTopology(args.prefix) as topo:
         postfix = {
@@ -251,8 +247,6 @@ async def main_async(args: argparse.Namespace) -> int:
             for pf in postfix.values():
                 stack.push_async_callback(pf.stop, time_limit=30)
                 await pf.start(time_limit=300)
-            started = time.monotonic()
-            print(f"  topology and Postfix up ({started - 0:.0f})", flush=True) if False else None
             modes: list[tuple[str, contextlib.AbstractAsyncContextManager[None]]] = [
                 ("a. mailha, IPVS all-in-one DR", mailha_mode(topo, ipvs=True)),
                 ("b. mailha, active/passive", mailha_mode(topo, ipvs=False)),
@@ -267,6 +261,13 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+def have_ipvs() -> bool:
+    """True if the kernel has IPVS (loading the module if needed)."""
+    if not Path("/proc/net/ip_vs").exists():
+        subprocess.run(["modprobe", "ip_vs"], capture_output=True, timeout=60, check=False)
+    return Path("/proc/net/ip_vs").exists()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000, help="messages per run (2000)")
@@ -279,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.messages < 1 or args.sessions < 1 or args.reps < 1:
         parser.error("--messages, --sessions and --reps must be positive")
+    if not have_ipvs():
+        print("bench_mail_spread: FAILED: no ip_vs in this kernel: run it under tests/vm/vmrun",
+              file=sys.stderr)
+        return 1
 
     async def bounded() -> int:
         async with asyncio.timeout(args.time_limit):

@@ -278,7 +278,12 @@ class Node:
         for name, inst in new_instances.items():
             if old_instances.get(name) == inst and old.global_ == new.global_:
                 continue
-            if name in self.instances:
+            running = self.instances.get(name)
+            if running is not None and running.can_reconfigure(inst, new.global_):
+                await running.reconfigure(inst, new.global_)
+                changed.append(f"updated instance {name} in place")
+                continue
+            if running is not None:
                 await self.instances.pop(name).stop()
             driver = InstanceDriver(
                 inst, new.global_, addresses=self.addresses, notifier=self.notifier,

@@ -211,14 +211,33 @@ class Console:
     """Numbered progress steps with timings, and the occasional highlighted line."""
 
     def __init__(self, out: TextIO, *, total: int = STEPS) -> None:
-        self.out = out
+        self.out: TextIO | None = out
         self.total = total
         self.number = 0
         self.color = out.isatty() and os.environ.get("NO_COLOR") is None
 
+    def write(self, text: str) -> None:
+        """Write and flush; a closed reader (``mailha demo | head``) must not stop the
+        demo before its teardown, so output errors switch the console off instead."""
+        if self.out is None:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except OSError:
+            self._silence()
+
+    def _silence(self) -> None:
+        out = self.out
+        if out is not None and out is sys.stdout:  # keep the exit-time flush quiet too
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, out.fileno())
+                os.close(devnull)
+        self.out = None
+
     def line(self, text: str = "") -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        self.write(text + "\n")
 
     def highlight(self, text: str) -> None:
         """A line that must not be missed (bold yellow on a terminal, ``!!!`` otherwise)."""
@@ -228,8 +247,7 @@ class Console:
     def step(self, title: str) -> Iterator[list[str]]:
         """``[n/N] title ... done in 1.2 s``; append to the yielded list to say more."""
         self.number += 1
-        self.out.write(f"[{self.number}/{self.total}] {title} ... ")
-        self.out.flush()
+        self.write(f"[{self.number}/{self.total}] {title} ... ")
         notes: list[str] = []
         started = time.monotonic()
         try:
@@ -298,14 +316,20 @@ def _single_instance() -> Iterator[None]:
 
 
 class Demo:
-    """One run of the demo; :meth:`run` returns the outcome, the caller tears down."""
+    """One run of the demo: :meth:`run` measures, :meth:`keep` pauses, the caller tears down."""
 
-    def __init__(self, console: Console, *, messages: int, keep: bool, ipvs: bool) -> None:
+    def __init__(self, console: Console, *, messages: int, ipvs: bool) -> None:
         self.console = console
         self.messages = messages
-        self.keep = keep
         self.ipvs = ipvs
         self.topo = SeedTopology(PREFIX)
+        self.options = ClusterOptions(
+            ipvs=ipvs,
+            # The seed's track script on Postfix: a node whose Postfix died gives up the VIP.
+            track_script=["{node_dir}/postfix/check-postfix"],
+            track_interval=2.0,
+            track_fall=2,
+        )
         self.postfix: dict[str, Postfix] = {}
         self.cluster: MailhaCluster | None = None
 
@@ -313,6 +337,27 @@ class Demo:
         return {node: pf.received() for node, pf in self.postfix.items()}
 
     async def run(self, stack: AsyncExitStack) -> DemoOutcome:
+        """Steps 2-8: build, start, elect, send, fail the master, send again.
+
+        Everything started is pushed on ``stack``; the caller closes it, whatever happens.
+        """
+        await self._start_lab(stack)
+        before = await self._elect()
+        report1, phase1 = await self._send_phase(1)
+        after, moved = await self._fail_master(before)
+        report2, phase2 = await self._send_phase(2)
+        return DemoOutcome(
+            phase1=phase1,
+            phase2=phase2,
+            master_before=before,
+            master_after=after,
+            failover_seconds=moved,
+            ipvs=self.ipvs,
+            abandoned=len(report1.abandoned) + len(report2.abandoned),
+            node_names=self.topo.servers,
+        )
+
+    async def _start_lab(self, stack: AsyncExitStack) -> None:
         con, topo = self.console, self.topo
         with con.step("building the seed topology in network namespaces") as notes:
             await stack.enter_async_context(topo)
@@ -334,19 +379,12 @@ class Demo:
             async with asyncio.TaskGroup() as tg:
                 for pf in self.postfix.values():
                     tg.create_task(stack.enter_async_context(pf))
+            for pf in self.postfix.values():
+                pf.check_script()
 
-        options = ClusterOptions(
-            ipvs=self.ipvs,
-            # The seed's track script on Postfix: a node whose Postfix died gives up the VIP.
-            track_script=["{node_dir}/postfix/check-postfix"],
-            track_interval=2.0,
-            track_fall=2,
-        )
-        for pf in self.postfix.values():
-            pf.check_script()
         mode = "VRRP + IPVS, direct routing" if self.ipvs else "VRRP only"
         with con.step(f"starting mailha on n1, n2 ({mode})"):
-            cluster = self.cluster = MailhaCluster(topo, options)
+            cluster = self.cluster = MailhaCluster(topo, self.options)
             stack.push_async_callback(cluster.close)
             cluster.write_configs()
             # Both at once: a Python start costs seconds in the VM, and neither node should
@@ -355,61 +393,54 @@ class Demo:
                 for node in cluster.nodes:
                     tg.create_task(cluster.start(node, time_limit=START_LIMIT))
 
-        prio = options.priorities
+    async def _elect(self) -> str:
+        topo, prio = self.topo, self.options.priorities
         favourite = max(topo.servers, key=lambda n: prio.get(n, 100))
         ranking = ", ".join(f"{n} {prio.get(n, 100)}" for n in topo.servers)
-        with con.step(f"waiting for the VRRP election (priorities {ranking})") as notes:
-            before = await self._wait_election(favourite)
-            notes.append(f"{before} is master, VIP {topo.vip} on {topo.netns(before)}")
+        with self.console.step(f"waiting for the VRRP election (priorities {ranking})") as notes:
+            master = await self._wait_election(favourite)
+            notes.append(f"{master} is master, VIP {topo.vip} on {topo.netns(master)}")
             if self.ipvs:
-                live = await self._wait_pool(before, want=len(topo.servers))
-                notes.append(f"IPVS on {before} balances over {live} real servers")
+                live = await self._wait_pool(master, want=len(topo.servers))
+                notes.append(f"IPVS on {master} balances over {live} real servers")
+        return master
 
-        with con.step(f"phase 1: sending {self.messages} messages to {topo.vip}:25") as notes:
-            report1 = await self._send()
-            notes.append(_describe_send(report1))
-            phase1 = await self._wait_tally(report1.accepted)
-        con.phase_table("phase 1", phase1, topo)
+    async def _send_phase(self, number: int) -> tuple[SendReport, PhaseTally]:
+        title = f"phase {number}: sending {self.messages} messages to {self.topo.vip}:25"
+        with self.console.step(title) as notes:
+            report = await self._send()
+            notes.append(_describe_send(report))
+            phase = await self._wait_tally(report.accepted)
+        self.console.phase_table(f"phase {number}", phase, self.topo)
+        return report, phase
 
-        survivor = next(n for n in topo.servers if n != before)
-        with con.step(f"failing the master: link of {before} down") as notes:
+    async def _fail_master(self, master: str) -> tuple[str, float]:
+        """Cut ``master``'s link; return the new master and how long the VIP took to move.
+
+        A banner probe from the client runs meanwhile, to say how long the *service* was
+        gone as the client saw it (ARP caches and IPVS included), not just the VIP.
+        """
+        assert self.cluster is not None
+        topo, loop = self.topo, asyncio.get_running_loop()
+        survivor = next(n for n in topo.servers if n != master)
+        with self.console.step(f"failing the master: link of {master} down") as notes:
             async with OutageProbe(
                 str(topo.vip), netns=topo.netns(topo.client), interval=0.05, probe_timeout=2.0
             ) as probe:
                 with contextlib.suppress(LabError):
                     await probe.wait_success(time_limit=10.0)
-                started = asyncio.get_running_loop().time()
-                await topo.link_down(before)
-                after = await cluster.wait_master(survivor, time_limit=FAILOVER_LIMIT)
-                moved = asyncio.get_running_loop().time() - started
+                started = loop.time()
+                await topo.link_down(master)
+                new = await self.cluster.wait_master(survivor, time_limit=FAILOVER_LIMIT)
+                moved = loop.time() - started
                 if self.ipvs:
-                    await self._wait_pool(after, want=1)
+                    await self._wait_pool(new, want=1)
                 with contextlib.suppress(DemoError):
                     await _wait_new_success(probe, after_time=started)
-            gap = probe.report().longest_outage
-            notes.append(f"VIP moved {before} -> {after} ({topo.netns(after)}) in {moved:.1f} s")
-            if gap:
+            notes.append(f"VIP moved {master} -> {new} ({topo.netns(new)}) in {moved:.1f} s")
+            if gap := probe.report().longest_outage:
                 notes.append(f"client saw no SMTP banner on the VIP for {gap:.1f} s")
-
-        with con.step(f"phase 2: sending {self.messages} messages to {topo.vip}:25") as notes:
-            report2 = await self._send()
-            notes.append(_describe_send(report2))
-            phase2 = await self._wait_tally(report2.accepted)
-        con.phase_table("phase 2", phase2, topo)
-
-        outcome = DemoOutcome(
-            phase1=phase1,
-            phase2=phase2,
-            master_before=before,
-            master_after=after,
-            failover_seconds=moved,
-            ipvs=self.ipvs,
-            abandoned=len(report1.abandoned) + len(report2.abandoned),
-            node_names=topo.servers,
-        )
-        if self.keep:
-            await self._keep()
-        return outcome
+        return new, moved
 
     async def _send(self) -> SendReport:
         return await send_messages(
@@ -471,7 +502,8 @@ class Demo:
                 return live
             await asyncio.sleep(0.2)
 
-    async def _keep(self) -> None:
+    async def keep(self) -> None:
+        """Tell the user how to look around, then wait for Enter."""
         con, topo = self.console, self.topo
         mailha = shutil.which("mailha") or f"{sys.executable} -m mailha"
         con.line()
@@ -595,29 +627,35 @@ async def _main(console: Console, *, messages: int, keep: bool) -> int:
             " all mail goes to the master"
         )
 
-    demo = Demo(console, messages=messages, keep=keep, ipvs=ipvs)
+    demo = Demo(console, messages=messages, ipvs=ipvs)
     outcome: DemoOutcome | None = None
     error: BaseException | None = None
     stack = AsyncExitStack()
     try:
-        outcome = await demo.run(stack)
-    except (Exception, asyncio.CancelledError) as exc:
-        error = exc
-        if received_signal:
-            task.uncancel()  # handled: the teardown below must not see a pending cancel
-        elif demo.cluster is not None:
-            _print_log_tails(console, demo)
-    console.line()
-    console.out.write("[teardown] stopping mailha and Postfix, deleting namespaces ... ")
-    console.out.flush()
-    started = time.monotonic()
-    try:
-        await stack.aclose()
-    except (Exception, asyncio.CancelledError) as exc:  # a second signal, or a stuck process
-        error = error or exc
-    if netns.list_netns(PREFIX):  # the lab could not clean up: do it the blunt way
-        netns.delete_netns_sync(*netns.list_netns(PREFIX))
-    console.line(f"done in {time.monotonic() - started:.1f} s")
+        try:
+            outcome = await demo.run(stack)
+            console.line()
+            _print_summary(console, outcome)
+            if keep:
+                await demo.keep()
+        except (Exception, asyncio.CancelledError) as exc:
+            error = exc
+            if received_signal:
+                task.uncancel()  # handled: the teardown below must not see a pending cancel
+            elif demo.cluster is not None:
+                _print_log_tails(console, demo)
+    finally:
+        console.line()
+        console.write("[teardown] stopping mailha and Postfix, deleting namespaces ... ")
+        started = time.monotonic()
+        try:
+            await stack.aclose()
+        except (Exception, asyncio.CancelledError) as exc:  # a second signal, a stuck process
+            error = error or exc
+        finally:
+            if netns.list_netns(PREFIX):  # the lab could not clean up: do it the blunt way
+                netns.delete_netns_sync(*netns.list_netns(PREFIX))
+        console.line(f"done in {time.monotonic() - started:.1f} s")
     left = netns.list_netns(PREFIX)
     if left:
         console.highlight(f"left behind: namespaces {', '.join(left)}")
@@ -634,8 +672,6 @@ async def _main(console: Console, *, messages: int, keep: bool) -> int:
         console.line(f"mailha demo: error: {error}")
         return EXIT_FAILED
     assert outcome is not None
-    console.line()
-    _print_summary(console, outcome)
     return EXIT_OK if outcome.ok and not left else EXIT_FAILED
 
 

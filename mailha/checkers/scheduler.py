@@ -38,6 +38,7 @@ Sleep = Callable[[float], Awaitable[None]]
 CheckRunner = Callable[[Checker, RealServer], Awaitable[CheckResult]]
 UpdateCallback = Callable[[VirtualServerHealth, HealthUpdate], None]
 ResultCallback = Callable[[VirtualServerHealth, RealServer, Checker, CheckResult], None]
+OverrunCallback = Callable[[VirtualServerHealth, RealServer, Checker], None]
 
 
 @dataclass
@@ -74,6 +75,7 @@ class CheckScheduler:
         on_update: UpdateCallback,
         *,
         on_result: ResultCallback | None = None,
+        on_overrun: OverrunCallback | None = None,
         run_check: CheckRunner = run_checker,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -83,6 +85,7 @@ class CheckScheduler:
         self.stats = SchedulerStats()
         self._on_update = on_update
         self._on_result = on_result
+        self._on_overrun = on_overrun
         self._run_check = run_check
         self._clock = clock
         self._sleep = sleep
@@ -136,6 +139,8 @@ class CheckScheduler:
             if wait <= 0:
                 self.stats.overruns += 1
                 overrunning += 1
+                if self._on_overrun is not None:
+                    self._on_overrun(service, real_server, checker)
                 if overrunning == 1:
                     log.warning(
                         "%s took %.3fs, beyond its %.3gs slot: next check starts late",

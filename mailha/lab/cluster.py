@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,7 @@ class ClusterOptions:
     retry: int = 1
     delay_before_retry: float = 0.2
     metrics_port: int = 9650
+    metrics_on_node_address: bool = False  # listen on the node's address, not loopback
     garp_master_delay: float = 0.0
     extra_global: Mapping[str, TomlValue] = field(default_factory=dict)
 
@@ -74,7 +76,7 @@ def node_config(topo: SeedTopology, node: str, opts: ClusterOptions, peers: Sequ
     }
     doc: dict[str, TomlValue] = {
         "global": {"router_id": node, **opts.extra_global},
-        "metrics": {"listen": "127.0.0.1", "port": opts.metrics_port},
+        "metrics": {"listen": metrics_host(topo, node, opts), "port": opts.metrics_port},
         "control": {"socket": str(topo.node_dir(node) / "mailha.sock")},
     }
     if opts.track_script is not None:
@@ -114,6 +116,10 @@ def node_config(topo: SeedTopology, node: str, opts: ClusterOptions, peers: Sequ
             "real_server": real_servers,
         }]
     return dumps(doc, header=[f"mailha lab node {node} ({topo.prefix})"])
+
+
+def metrics_host(topo: SeedTopology, node: str, opts: ClusterOptions) -> str:
+    return str(topo.address(node)) if opts.metrics_on_node_address else "127.0.0.1"
 
 
 class MailhaCluster:
@@ -167,8 +173,13 @@ class MailhaCluster:
         for node in list(self.processes):
             await self.stop(node)
 
-    async def start(self, node: str, *, time_limit: float = 60.0) -> None:
-        """Start ``mailha serve`` on ``node`` and wait until it says it runs."""
+    async def start(
+        self, node: str, *, time_limit: float = 60.0, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Start ``mailha serve`` on ``node`` and wait until it says it runs.
+
+        ``env`` adds to the inherited environment (e.g. ``NOTIFY_SOCKET``).
+        """
         log = self.log_path(node)
         offset = log.stat().st_size if log.exists() else 0
         proc = await self.topo.spawn(
@@ -176,6 +187,7 @@ class MailhaCluster:
             [self.python, "-m", "mailha", "serve", str(self.config_path(node)),
              "--log-level", self.log_level],
             log,
+            env={**os.environ, **env} if env else None,
         )
         self.processes[node] = proc
         loop = asyncio.get_running_loop()
@@ -252,11 +264,12 @@ class MailhaCluster:
     async def metrics(self, node: str) -> str:
         """The node's /metrics text, fetched inside its namespace."""
         port = self.options.metrics_port
+        host = metrics_host(self.topo, node, self.options)
         result = await self.topo.exec(
             node,
             [self.python, "-c",
              "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
-             f"'http://127.0.0.1:{port}/metrics', timeout=5).read().decode())"],
+             f"'http://{host}:{port}/metrics', timeout=5).read().decode())"],
         )
         return result.stdout
 

@@ -24,7 +24,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -273,9 +273,12 @@ class Topology:
             argv, netns=self.netns(node), time_limit=time_limit, check=check, input=input
         )
 
-    async def spawn(self, node: str, argv: Sequence[str], log_path: Path) -> Process:
+    async def spawn(
+        self, node: str, argv: Sequence[str], log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> Process:
         """Start a long-running ``argv`` in the node's namespace; stopped on teardown."""
-        proc = await netns.spawn(argv, netns=self.netns(node), log_path=log_path)
+        proc = await netns.spawn(argv, netns=self.netns(node), log_path=log_path, env=env)
         self._processes.append(proc)
         return proc
 

@@ -212,6 +212,10 @@ class LvsManager:
                 )
         m.check_duration.labels(checker.kind).observe(result.duration)
 
+    def _on_overrun(self, svc: VirtualServerHealth, rs: RealServer, checker: Checker) -> None:
+        vs = svc.virtual_server
+        self.metrics.check_overruns.labels(vs.label, rs_label(rs, vs)).inc()
+
     def _on_update(self, svc: VirtualServerHealth, update: HealthUpdate) -> None:
         for event in update.events:
             self._announce(event)
@@ -227,6 +231,7 @@ class LvsManager:
             labels = (vs.label, rs_label(member.real_server, vs))
             m.real_server_up.labels(*labels).set(1 if member.weight else 0)
             m.real_server_weight.labels(*labels).set(member.real_server.weight)
+            m.check_overruns.labels(*labels)  # exported at 0 from the start
             m.real_server_effective_weight.labels(*labels).set(
                 -1 if member.weight is None else member.weight
             )

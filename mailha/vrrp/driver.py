@@ -41,12 +41,25 @@ from mailha.vrrp.events import (
     StateChanged,
 )
 from mailha.vrrp.machine import InstanceParams, VrrpMachine
-from mailha.vrrp.packet import Advert, AuthType, VrrpDecodeError, decode_advert, encode_advert
+from mailha.vrrp.packet import (
+    DECODE_ERROR_REASONS,
+    Advert,
+    AuthType,
+    VrrpDecodeError,
+    decode_advert,
+    encode_advert,
+)
 from mailha.vrrp.tracking import EffectivePriority
 
 IPAddress = IPv4Address | IPv6Address
 StateListener = Callable[[str, State], None]
 Scope = Literal["global", "site", "link", "host", "nowhere"]
+
+#: What the receive path drops packets for: the codec's §7.1 checks, then the instance's.
+RECEIVE_ERROR_REASONS = (
+    *sorted(DECODE_ERROR_REASONS), "not_peer", "auth", "ip_header", "interval_mismatch",
+    "internal",
+)
 
 _NOTIFY_STATE = {
     State.MASTER: NotifyState.MASTER,
@@ -171,6 +184,8 @@ class InstanceDriver:
             self.log.warning("%s", warning)
         self._metrics.vrrp_base_priority.labels(cfg.name).set(cfg.priority)
         self._metrics.set_vrrp_state(cfg.name, "INIT")
+        for reason in RECEIVE_ERROR_REASONS:  # exported at 0, so rates work from the start
+            self._metrics.vrrp_receive_errors.labels(cfg.interface, reason)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"vrrp {cfg.name} actions"),
             asyncio.create_task(self._receive(), name=f"vrrp {cfg.name} receive"),
@@ -202,6 +217,70 @@ class InstanceDriver:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+    # ------------------------------------------------------------------ reload
+
+    #: Settings a running instance can take over without restarting (so without giving
+    #: up mastership): everything but what identifies the virtual router on the wire.
+    SOFT_FIELDS = frozenset({
+        "priority", "virtual_ipaddress", "virtual_ipaddress_excluded", "track_script",
+        "track_interface", "dont_track_primary", "notify_master", "notify_backup",
+        "notify_fault", "notify_stop", "notify", "smtp_alert", "check_unicast_src",
+        "garp_master_delay", "garp_master_repeat", "garp_lower_prio_delay",
+        "garp_lower_prio_repeat", "garp_master_refresh", "garp_master_refresh_repeat",
+    })
+
+    def can_reconfigure(self, new: VrrpInstance, glob: GlobalConfig) -> bool:
+        """True if ``new`` differs from the running config only in soft settings."""
+        if self._machine is None or glob.vrrp_version != self.glob.vrrp_version:
+            return False
+        old = self.cfg
+        if (old.priority == 255) != (new.priority == 255):
+            return False  # becoming or ceasing to be the address owner changes the rules
+        old_vips = {v.ip.version for v in old.virtual_ipaddress}
+        new_vips = {v.ip.version for v in new.virtual_ipaddress}
+        if old_vips != new_vips or not new.virtual_ipaddress:
+            return False
+        return all(
+            getattr(old, f) == getattr(new, f)
+            for f in old.__dataclass_fields__
+            if f not in self.SOFT_FIELDS
+        )
+
+    async def reconfigure(self, new: VrrpInstance, glob: GlobalConfig) -> None:
+        """Take over soft settings in place; a master adds and removes VIPs itself.
+
+        The caller recomputes tracking afterwards (the base priority may have changed).
+        """
+        old = self.cfg
+        self.cfg = new
+        self.glob = glob
+        self._vip_cfg = {v.ip: v for v in new.virtual_ipaddress}
+        self._notify_scripts = NotifyScripts(
+            master=new.notify_master, backup=new.notify_backup, fault=new.notify_fault,
+            stop=new.notify_stop, generic=new.notify,
+        )
+        self._metrics.vrrp_base_priority.labels(new.name).set(new.priority)
+        if self.state is not State.MASTER:
+            return
+        before = {v.ip: v for v in (*old.virtual_ipaddress, *old.virtual_ipaddress_excluded)}
+        after = {v.ip: v for v in (*new.virtual_ipaddress, *new.virtual_ipaddress_excluded)}
+        for ip, vip in before.items():
+            if after.get(ip) != vip:
+                await self._addresses.remove(
+                    vip.dev or old.interface, ip, vip.address.network.prefixlen
+                )
+        added = []
+        for ip, vip in after.items():
+            if before.get(ip) != vip:
+                await self._addresses.add(
+                    vip.dev or new.interface, ip, vip.address.network.prefixlen,
+                    label=vip.label, scope=_scope(vip.scope),
+                )
+                added.append(ip)
+        if added:
+            await self._announce(tuple(added), max(1, glob.vrrp_garp_master_repeat))
+            self.log.info("reload: now also holding %s", ", ".join(map(str, added)))
 
     # ------------------------------------------------------------------ inputs
 

@@ -1,0 +1,358 @@
+"""Benchmark how fast a stopped Postfix stops getting mail: mailha IPVS vs keepalived.
+
+Needs ip_vs, so it normally runs in the VM::
+
+    tests/vm/vmrun --mem 2G --timeout 1200 -- /opt/mailha-venv/bin/python \\
+        bench/bench_detection.py [--reps 3] [--quick] [--delay-before-retry 1,0.2]
+
+The seed topology with a real Postfix on both nodes.
+
+mailha (``ipvs=True``, all-in-one DR; SMTP_CHECK with delay_loop 1, connect_timeout 1,
+retry 1, and each ``--delay-before-retry`` in turn, to show that knob): n1 is master.
+
+* peer: ``postfix stop`` on n2; time until 10.12.49.36:25 leaves n1's IPVS table
+  (``ipvsadm -Ln`` inside n1's namespace, polled every 20 ms);
+* own: ``postfix stop`` on n1, the master itself. The VIP does not move: n1 removes its
+  own real server and n2 keeps taking mail through direct routing. Timed: n1's real
+  server leaving the table, and, from the client (a probe every 10 ms on VIP:25), the
+  time until VIP:25 answers every connection again (the end of the last failed probe's
+  gap; until then round robin sends some connections to the stopped Postfix).
+
+keepalived, the seed setup (both priority 100, track script every 1 s on Postfix with
+weight +100, no IPVS): ``postfix stop`` on the master; timed: the VIP reaching the other
+node, and VIP:25 answering every connection again.
+
+Postfix is restarted (and must be back in the pool / the election settled) after each
+event. Prints median/min/max per figure; asserts nothing about timing; exits 1 if the
+lab cannot be driven.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mailha.lab.cluster import ClusterOptions, MailhaCluster
+from mailha.lab.errors import LabError
+from mailha.lab.keepalived import Keepalived, seed_config
+from mailha.lab.postfix import Postfix, PostfixConfig
+from mailha.lab.smtpload import OutageProbe, OutageReport
+from mailha.lab.topology import SeedTopology
+
+Postfixes = Mapping[str, Postfix]
+Figures = dict[str, list[float]]
+POLL_GAP = 0.02
+
+
+class BenchError(Exception):
+    """The lab did not behave as the benchmark needs."""
+
+
+# ------------------------------------------------------------------ observation
+
+
+class IpvsPoller:
+    """``ipvsadm -Ln`` in one node's namespace; remembers how long each poll took."""
+
+    def __init__(self, topo: SeedTopology, node: str) -> None:
+        self.topo = topo
+        self.node = node
+        self.durations: list[float] = []
+
+    async def live(self) -> set[str]:
+        """``ip:port`` of the destinations with a weight above 0."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        result = await self.topo.exec(self.node, ["ipvsadm", "-Ln"], time_limit=30.0)
+        self.durations.append(loop.time() - started)
+        live = set()
+        for line in result.stdout.splitlines():
+            fields = line.split()  # "  -> 10.12.49.35:25   Route   1   0   0"
+            weighted = len(fields) >= 4 and fields[3].isdigit() and int(fields[3]) > 0
+            if fields and fields[0] == "->" and weighted:
+                live.add(fields[1])
+        return live
+
+    async def until(self, present: bool, dest: str, since: float, time_limit: float) -> float:
+        """Seconds from ``since`` to the end of the first poll where ``dest`` is
+        (``present``) or is not live; every poll starts 20 ms after the previous ended."""
+        loop = asyncio.get_running_loop()
+        while (dest in await self.live()) != present:
+            if loop.time() - since > time_limit:
+                state = "back in" if present else "out of"
+                raise BenchError(f"{dest} not {state} {self.node}'s IPVS table in {time_limit:g}s")
+            await asyncio.sleep(POLL_GAP)
+        return loop.time() - since
+
+
+async def vip_holders(topo: SeedTopology) -> list[str]:
+    """Server nodes whose own interface (not ``lo``) holds the VIP."""
+    held = []
+    for node in topo.servers:
+        if any(
+            a.address == topo.vip and a.ifname == topo.iface(node)
+            for a in await topo.addresses(node)
+        ):
+            held.append(node)
+    return held
+
+
+async def wait_for(what: str, test: Callable[[], Awaitable[bool]], time_limit: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + time_limit
+    while not await test():
+        if loop.time() > deadline:
+            raise BenchError(f"timed out after {time_limit:g}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def fully_back(report: OutageReport, since: float) -> float:
+    """Seconds from ``since`` to the last success that ended an outage (0: no outage)."""
+    ends = [o.end for o in report.outages if o.end > since]
+    return max(ends) - since if ends else 0.0
+
+
+def probe(topo: SeedTopology) -> OutageProbe:
+    return OutageProbe(str(topo.vip), netns=topo.netns("cl"), interval=0.01, probe_timeout=1.0)
+
+
+# ------------------------------------------------------------------------- mailha
+
+
+async def bench_mailha(
+    topo: SeedTopology, postfix: Postfixes, dbr: float, reps: int, polls: list[float]
+) -> Figures:
+    loop = asyncio.get_running_loop()
+    opts = ClusterOptions(
+        ipvs=True, delay_loop=1.0, connect_timeout=1.0, retry=1, delay_before_retry=dbr
+    )
+    own, peer = (f"{topo.address(n)}:25" for n in ("n1", "n2"))
+    ipvs = IpvsPoller(topo, "n1")
+    figures: Figures = {"peer out": [], "own out": [], "answering": [], "longest gap": []}
+    async with MailhaCluster(topo, opts) as cluster:
+        await cluster.wait_master("n1", time_limit=120)
+        await ipvs.until(True, own, loop.time(), 120)
+        await ipvs.until(True, peer, loop.time(), 120)
+        for _ in range(reps):
+            await asyncio.sleep(1.0)
+            t0 = loop.time()
+            await postfix["n2"].stop()
+            figures["peer out"].append(await ipvs.until(False, peer, t0, 30))
+            await postfix["n2"].start(time_limit=300)
+            await ipvs.until(True, peer, loop.time(), 60)
+
+            await asyncio.sleep(1.0)
+            async with probe(topo) as p:
+                await p.wait_success(time_limit=10)
+                await asyncio.sleep(0.3)
+                t0 = loop.time()
+                await postfix["n1"].stop()
+                figures["own out"].append(await ipvs.until(False, own, t0, 30))
+                await asyncio.sleep(1.5)  # any failure still to come shows up by now
+            report = p.report()
+            figures["answering"].append(fully_back(report, t0))
+            figures["longest gap"].append(report.longest_gap)
+            if await vip_holders(topo) != ["n1"]:
+                raise BenchError("the VIP moved although only n1's Postfix stopped")
+            await postfix["n1"].start(time_limit=300)
+            await ipvs.until(True, own, loop.time(), 60)
+        if "Traceback" in cluster.log("n1") + cluster.log("n2"):
+            raise BenchError(f"mailha logged a traceback (logs in {topo.workdir})")
+    polls.extend(ipvs.durations)
+    return figures
+
+
+# --------------------------------------------------------------------- keepalived
+
+
+async def bench_keepalived(topo: SeedTopology, postfix: Postfixes, reps: int) -> Figures:
+    loop = asyncio.get_running_loop()
+    peers = [
+        Keepalived(
+            topo.node_dir(node) / "keepalived",
+            seed_config(topo, node, check_script=postfix[node].check_script(), script_interval=1),
+            netns=topo.netns(node),
+        )
+        for node in topo.servers
+    ]
+    figures: Figures = {"vip moved": [], "answering": [], "longest gap": []}
+
+    async def one_master() -> bool:
+        return len(await vip_holders(topo)) == 1
+
+    async with contextlib.AsyncExitStack() as stack:
+        for ka in peers:
+            await stack.enter_async_context(ka)
+        await wait_for("one keepalived master", one_master, 120)
+        for _ in range(reps):
+            await asyncio.sleep(3.0)  # scripts passing on both nodes, election settled
+            await wait_for("one keepalived master", one_master, 60)
+            (master,) = await vip_holders(topo)
+            other = next(n for n in topo.servers if n != master)
+            async with probe(topo) as p:
+                await p.wait_success(time_limit=10)
+                await asyncio.sleep(0.3)
+                t0 = loop.time()
+                await postfix[master].stop()
+
+                async def moved(to: str = other) -> bool:
+                    return await vip_holders(topo) == [to]
+
+                await wait_for(f"the VIP on {other}", moved, 30)
+                figures["vip moved"].append(loop.time() - t0)
+                took = loop.time()
+                while (p.report().last_success or 0.0) <= took:
+                    if loop.time() - took > 10:
+                        raise BenchError("VIP:25 did not answer after the VIP moved")
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(1.5)
+            report = p.report()
+            figures["answering"].append(fully_back(report, t0))
+            figures["longest gap"].append(report.longest_gap)
+            await postfix[master].start(time_limit=300)
+    return figures
+
+
+# ------------------------------------------------------------------------- report
+
+
+def cell(values: Sequence[float] | None) -> str:
+    if not values:
+        return f"{'-':>20}"
+    ms = [v * 1000 for v in values]
+    return f"{statistics.median(ms):6.0f} {min(ms):6.0f} {max(ms):6.0f}"
+
+
+def print_table(rows: Sequence[tuple[str, Figures]]) -> None:
+    cols = (
+        ("peer out", "peer RS out of IPVS"),
+        ("own out", "own RS out of IPVS"),
+        ("vip moved", "VIP moved"),
+        ("answering", "VIP:25 all answering"),
+        ("longest gap", "longest gap"),
+    )
+    print(f"{'':<34}" + "".join(f" | {title:>20}" for _, title in cols))
+    print(f"{'(ms: median min max)':<34}" + " |" * len(cols))
+    print("-" * (34 + 23 * len(cols)))
+    for label, figures in rows:
+        print(f"{label:<34}" + "".join(f" | {cell(figures.get(key))}" for key, _ in cols))
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    reps = 1 if args.quick else args.reps
+    dbrs = [float(x) for x in args.delay_before_retry.split(",")]
+    in_vm = os.environ.get("MAILHA_IN_VM") == "1"
+    print(
+        f"bench_detection: {reps} rep(s), delay_before_retry {dbrs},"
+        f" {'VM' if in_vm else 'host'} {platform.node()} ({len(os.sched_getaffinity(0))} CPUs),"
+        f" {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        flush=True,
+    )
+    rows: list[tuple[str, Figures]] = []
+    polls: list[float] = []
+    async with SeedTopology(args.prefix) as topo:
+        postfix = {
+            node: Postfix(
+                topo.node_dir(node) / "postfix",
+                PostfixConfig(
+                    hostname=f"{node}.lab.test",
+                    mynetworks=("127.0.0.0/8", str(topo.spec.network)),
+                ),
+                netns=topo.netns(node),
+            )
+            for node in topo.servers
+        }
+        async with contextlib.AsyncExitStack() as stack:
+            for pf in postfix.values():
+                stack.push_async_callback(pf.stop, time_limit=30)
+                await pf.start(time_limit=300)
+            for dbr in dbrs:
+                started = time.monotonic()
+                figures = await bench_mailha(topo, postfix, dbr, reps, polls)
+                label = f"mailha SMTP_CHECK dbr {dbr:g}"
+                print(f"  {label}: {_ms(figures)} ({time.monotonic() - started:.0f} s)", flush=True)
+                rows.append((label, figures))
+            if not args.no_keepalived:
+                started = time.monotonic()
+                figures = await bench_keepalived(topo, postfix, reps)
+                label = "keepalived seed (script every 1 s)"
+                print(f"  {label}: {_ms(figures)} ({time.monotonic() - started:.0f} s)", flush=True)
+                rows.append((label, figures))
+    print()
+    print("From `postfix stop` to ... (client probes VIP:25 every 10 ms; IPVS polled with")
+    print(
+        f"`ipvsadm -Ln` every 20 ms + its run time: median {statistics.median(polls) * 1000:.0f}"
+        f" ms, max {max(polls) * 1000:.0f} ms, so table times are late by up to that)"
+    )
+    print_table(rows)
+    if not args.no_keepalived:
+        ka = statistics.median(rows[-1][1]["answering"])
+        for label, figures in rows[:-1]:
+            mine = statistics.median(figures["answering"])
+            if mine > 0:
+                print(f"VIP:25 all answering again, keepalived / {label}: {ka / mine:.1f}x")
+    return 0
+
+
+def _ms(figures: Figures) -> str:
+    return ", ".join(f"{k} {[round(v * 1000) for v in vs]} ms" for k, vs in figures.items())
+
+
+def have_ipvs() -> bool:
+    """True if the kernel has IPVS (loading the module if needed)."""
+    if not Path("/proc/net/ip_vs").exists():
+        subprocess.run(["modprobe", "ip_vs"], capture_output=True, timeout=60, check=False)
+    return Path("/proc/net/ip_vs").exists()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per event (3)")
+    parser.add_argument("--quick", action="store_true", help="one repetition")
+    parser.add_argument(
+        "--delay-before-retry", default="1,0.2", help="comma-separated values to compare"
+    )
+    parser.add_argument("--no-keepalived", action="store_true", help="skip keepalived")
+    parser.add_argument("--prefix", default="mhB4", help="namespace/interface name prefix")
+    parser.add_argument("--time-limit", type=float, default=1500.0, help="give up after (1500 s)")
+    args = parser.parse_args(argv)
+    try:
+        if any(float(x) < 0 for x in args.delay_before_retry.split(",")) or args.reps < 1:
+            raise ValueError
+    except ValueError:
+        parser.error("--delay-before-retry takes non-negative numbers; --reps must be >= 1")
+    if not have_ipvs():
+        print(
+            "bench_detection: FAILED: no ip_vs in this kernel: run it under tests/vm/vmrun",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def bounded() -> int:
+        async with asyncio.timeout(args.time_limit):
+            return await main_async(args)
+
+    try:
+        return asyncio.run(bounded())
+    except TimeoutError:
+        print(f"bench_detection: FAILED: over the {args.time_limit:g} s limit", file=sys.stderr)
+    except (BenchError, LabError) as exc:
+        print(f"bench_detection: FAILED: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("bench_detection: interrupted", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

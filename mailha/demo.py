@@ -1,4 +1,4 @@
-"""``mailha demo``: the seed cluster, live, in network namespaces, in about half a minute.
+"""``mailha demo``: the seed cluster, live, in network namespaces, in seconds.
 
 What it shows is what the project promises, measured rather than asserted: two real
 Postfix nodes running ``mailha serve`` behind the seed VIP, a client sending mail to the
@@ -10,9 +10,10 @@ sent, and every accepted Message-ID is looked up in the Postfix logs.
 
 Everything lives in namespaces ``mhdemo*`` on a private bridge (:mod:`mailha.lab`), so the
 demo never touches the host's network, and the lab's context managers tear it all down on
-success, on errors, on Ctrl-C and on SIGTERM; the last line says whether anything was
-left behind. With ``ip_vs`` in the kernel the master also balances over both nodes with
-IPVS; without it the demo says so and runs active/passive on VRRP alone.
+success, on errors, on Ctrl-C and on SIGTERM, and the demo then checks and says that
+no ``mhdemo*`` namespace is left. With ``ip_vs`` in the kernel the master also balances
+over both nodes with IPVS; without it the demo says so and runs active/passive on VRRP
+alone.
 
 The reporting is kept apart from the I/O: :func:`tally` turns accepted ids and parsed
 Postfix logs into per-node counts, :class:`DemoOutcome` renders the machine-checkable
@@ -614,7 +615,10 @@ async def _main(console: Console, *, messages: int, keep: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
 
-    console.line(f"mailha demo: Postfix on two nodes behind VIP, namespaces {PREFIX}*")
+    console.line(
+        f"mailha demo: two Postfix nodes behind one VIP, in network namespaces {PREFIX}*"
+        " (the host's network is not touched)"
+    )
     with console.step("checking prerequisites (root, Postfix, iproute2, ip_vs)") as notes:
         _check_prerequisites()
         ipvs = ipvs_available()

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from mailha.procs import ScriptError, ScriptResult, run_script, split_command
+from mailha.procs import ScriptError, ScriptResult, ScriptRunner, run_script, split_command
 
 __all__ = [
     "DEFAULT_NOTIFY_TIMEOUT",
@@ -146,20 +146,6 @@ def notify_commands(
 _Run = tuple[Command, tuple[str, ...]]
 
 
-class ScriptRunner(Protocol):
-    """The signature of :func:`mailha.procs.run_script` that the notifier relies on."""
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        user: str | None = ...,
-        group: str | None = ...,
-        env: Mapping[str, str] | None = ...,
-    ) -> Awaitable[ScriptResult]: ...
-
-
 def _run_notify_script(
     argv: Sequence[str],
     *,
@@ -167,10 +153,11 @@ def _run_notify_script(
     user: str | None = None,
     group: str | None = None,
     env: Mapping[str, str] | None = None,
+    output_limit: int = 4096,
 ) -> Awaitable[ScriptResult]:
     """run_script, leaving alone what a notify script starts in the background."""
     return run_script(argv, timeout=timeout, user=user, group=group, env=env,
-                      kill_leftovers=False)
+                      output_limit=output_limit, kill_leftovers=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,9 @@ import pwd
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = [
     "Credentials",
@@ -124,6 +125,21 @@ def resolve_credentials(user: str, group: str | None = None) -> Credentials:
         except KeyError:
             raise ScriptError(f"script group {group!r} does not exist") from None
     return Credentials(user=user, uid=pw.pw_uid, gid=gid)
+
+
+class ScriptRunner(Protocol):
+    """:func:`run_script`'s signature, for callers that take a runner (tests inject fakes)."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        user: str | None = ...,
+        group: str | None = ...,
+        env: Mapping[str, str] | None = ...,
+        output_limit: int = ...,
+    ) -> Awaitable[ScriptResult]: ...
 
 
 async def run_script(

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Awaitable, Mapping, Sequence
-from typing import Protocol
 
 from mailha.config.model import MiscCheck, RealServer
-from mailha.procs import ScriptError, ScriptResult, run_script
+from mailha.procs import ScriptError, ScriptResult, ScriptRunner, run_script
 
 from .result import CheckResult
 
@@ -30,21 +28,6 @@ __all__ = ["ScriptRunner", "check_misc"]
 
 #: Kept from the script's output for the failure detail (the rest goes nowhere).
 OUTPUT_LIMIT = 512
-
-
-class ScriptRunner(Protocol):
-    """:func:`mailha.procs.run_script`'s signature, so tests and the daemon share one path."""
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        user: str | None = ...,
-        group: str | None = ...,
-        env: Mapping[str, str] | None = ...,
-        output_limit: int = ...,
-    ) -> Awaitable[ScriptResult]: ...
 
 
 async def check_misc(

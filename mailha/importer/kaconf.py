@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from mailha.procs import ScriptError, split_command
+
 __all__ = [
     "Block",
     "KeepalivedSyntaxError",
@@ -248,10 +250,6 @@ def split_words(text: str) -> list[str]:
     return words
 
 
-_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-_SIMPLE_ESCAPES["v"] = "\v"
-
-
 def split_quoted(text: str) -> list[str]:
     """Split a command line with keepalived's rules for scripts.
 
@@ -259,58 +257,20 @@ def split_quoted(text: str) -> list[str]:
     backslash escapes ``\\a \\b \\E \\f \\n \\r \\t \\v \\nnn \\xXX \\cC`` work, any
     other ``\\C`` being ``C``. Raises :class:`QuoteError` for an unterminated quote or
     a trailing lone backslash.
+
+    This is the very splitter the daemon runs scripts with
+    (:func:`mailha.procs.split_command`), so an imported command means what it meant to
+    keepalived and what it will mean to mailha. Escaped bytes 0x80-0xFF, which the daemon
+    keeps as surrogate escapes for argv, are turned back into characters for TOML.
     """
-    words: list[str] = []
-    i = 0
-    while True:
-        while i < len(text) and text[i] in _WHITESPACE:
-            i += 1
-        if i >= len(text):
-            return words
-        word: list[str] = []
-        quote = ""
-        while i < len(text):
-            char = text[i]
-            if char == "\\":
-                escaped, i = _escape(text, i + 1)
-                word.append(escaped)
-            elif quote:
-                if char == quote:
-                    quote = ""
-                else:
-                    word.append(char)
-                i += 1
-            elif char in "\"'":
-                quote = char
-                i += 1
-            elif char in _WHITESPACE:
-                break
-            else:
-                word.append(char)
-                i += 1
-        if quote:
-            raise QuoteError(f"unterminated {quote} quote in {text!r}")
-        words.append("".join(word))
+    try:
+        words = split_command(text)
+    except ScriptError as exc:
+        raise QuoteError(str(exc)) from None
+    return [_SURROGATE.sub(lambda m: chr(ord(m.group()) - 0xDC00), w) for w in words]
 
 
-def _escape(text: str, i: int) -> tuple[str, int]:
-    """Decode the escape whose letter is at ``text[i]``; return it and the next index."""
-    if i >= len(text):
-        raise QuoteError(f"a backslash ends {text!r} with nothing to escape")
-    char = text[i]
-    if char == "x" and i + 1 < len(text) and text[i + 1] in "0123456789abcdefABCDEF":
-        end = i + 1
-        while end < len(text) and text[end] in "0123456789abcdefABCDEF":
-            end += 1
-        return chr(int(text[i + 1 : end], 16) & 0xFF), end
-    if char == "c" and i + 1 < len(text):
-        return chr(ord(text[i + 1]) & 0x1F), i + 2
-    if char in "01234567":
-        end = i
-        while end < len(text) and end < i + 3 and text[end] in "01234567":
-            end += 1
-        return chr(int(text[i:end], 8) & 0xFF), end
-    return _SIMPLE_ESCAPES.get(char, char), i + 1
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 # --------------------------------------------------------------------------- reading

@@ -16,33 +16,23 @@ Frames are built whole (:func:`garp_frame`, :func:`unsolicited_na_frame`: pure
 functions) and sent on an ``AF_PACKET`` socket bound to the interface, so announcing
 does not depend on the address state (an IPv6 VIP may still be tentative).
 
-How many, and when, follows keepalived.conf(5): on becoming master, a burst of
-``garp_master_repeat`` messages per VIP, a second burst ``garp_master_delay`` seconds
-later (0: none); every ``garp_master_refresh`` seconds while master, a burst of
-``garp_master_refresh_repeat`` (0: no refresh); on a lower-priority advert while master,
-a burst of ``garp_lower_prio_repeat`` at once and another ``garp_lower_prio_delay``
-later.  Within an interface, consecutive ARP messages are at least ``garp_interval``
-apart and NA messages ``gna_interval`` apart.  :class:`GarpScheduler` is that logic,
-sans I/O, with an injected clock; :class:`Announcer` is the thin asyncio runner.
+How many, and when (keepalived's garp_master_delay/repeat/refresh and
+garp_lower_prio_*), is decided by the VRRP state machine (:mod:`mailha.vrrp.machine`),
+which returns ``SendGratuitous`` actions at the right times; the instance driver spaces
+the messages of one burst by ``vrrp_garp_interval``. This module only builds and sends.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
 import struct
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 
 __all__ = [
-    "Announcer",
     "ArpError",
-    "GarpConfig",
-    "GarpScheduler",
     "garp_frame",
     "interface_mac",
     "send_garp",
@@ -207,210 +197,3 @@ def _send(sock: socket.socket, ifname: str, frame: bytes) -> None:
         raise ArpError(f"transmit queue of {ifname} is full; announcement dropped") from None
     except OSError as exc:
         raise ArpError(f"cannot send on {ifname}: {exc.strerror or exc}") from None
-
-
-# --------------------------------------------------------------------------- schedule
-
-
-@dataclass(frozen=True, slots=True)
-class GarpConfig:
-    """keepalived's garp_* settings for one instance (defaults as in keepalived.conf(5)).
-
-    ``lower_prio_delay``/``lower_prio_repeat`` default to the master values.
-    ``min_garp()`` gives ``vrrp_min_garp``: one message, no second burst.
-    """
-
-    master_delay: float = 5.0
-    master_repeat: int = 5
-    lower_prio_delay: float | None = None
-    lower_prio_repeat: int | None = None
-    master_refresh: float = 0.0
-    master_refresh_repeat: int = 1
-    garp_interval: float = 0.0
-    gna_interval: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("master_delay", "master_refresh", "garp_interval", "gna_interval"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        for name in ("master_repeat", "master_refresh_repeat"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.lower_prio_delay is not None and self.lower_prio_delay < 0:
-            raise ValueError("lower_prio_delay must not be negative")
-        if self.lower_prio_repeat is not None and self.lower_prio_repeat < 0:
-            raise ValueError("lower_prio_repeat must not be negative")
-
-    @classmethod
-    def min_garp(cls) -> GarpConfig:
-        return cls(master_delay=0.0, master_repeat=1)
-
-    @property
-    def effective_lower_prio_delay(self) -> float:
-        return self.master_delay if self.lower_prio_delay is None else self.lower_prio_delay
-
-    @property
-    def effective_lower_prio_repeat(self) -> int:
-        return self.master_repeat if self.lower_prio_repeat is None else self.lower_prio_repeat
-
-
-class GarpScheduler:
-    """When to announce which VIP: events in, due announcements out, no I/O.
-
-    Drive it with :meth:`became_master`, :meth:`lower_priority_advert` and
-    :meth:`left_master`; ask :meth:`next_deadline` when to wake up and :meth:`poll` for
-    the addresses to announce now (one list entry per message, in order).
-    """
-
-    def __init__(self, config: GarpConfig, addresses: Sequence[IPAddress]) -> None:
-        self.config = config
-        self.addresses = tuple(addresses)
-        self._bursts: list[tuple[float, int]] = []  # (time, repeat), unordered, small
-        self._refresh_at: float | None = None
-        self._queues: dict[int, deque[IPAddress]] = {4: deque(), 6: deque()}
-        self._lane_free: dict[int, float] = {4: float("-inf"), 6: float("-inf")}
-
-    @property
-    def active(self) -> bool:
-        """True while anything is queued or scheduled."""
-        return bool(self._bursts or self._refresh_at is not None or any(self._queues.values()))
-
-    def became_master(self, now: float) -> None:
-        cfg = self.config
-        self._burst(now, cfg.master_repeat)
-        if cfg.master_delay > 0:
-            self._burst(now + cfg.master_delay, cfg.master_repeat)
-        self._refresh_at = now + cfg.master_refresh if cfg.master_refresh > 0 else None
-
-    def lower_priority_advert(self, now: float) -> None:
-        cfg = self.config
-        repeat = cfg.effective_lower_prio_repeat
-        self._burst(now, repeat)
-        if cfg.effective_lower_prio_delay > 0:
-            self._burst(now + cfg.effective_lower_prio_delay, repeat)
-
-    def left_master(self) -> None:
-        """Forget everything pending: a backup must not announce the VIP."""
-        self._bursts.clear()
-        self._refresh_at = None
-        for q in self._queues.values():
-            q.clear()
-
-    def next_deadline(self) -> float | None:
-        times = [t for t, _ in self._bursts]
-        if self._refresh_at is not None:
-            times.append(self._refresh_at)
-        for fam, q in self._queues.items():
-            if q:
-                times.append(self._lane_free[fam])
-        return min(times) if times else None
-
-    def poll(self, now: float) -> list[IPAddress]:
-        """Announcements due at ``now``; advances bursts, refresh and spacing."""
-        due = sorted(b for b in self._bursts if b[0] <= now)
-        self._bursts = [b for b in self._bursts if b[0] > now]
-        while self._refresh_at is not None and self._refresh_at <= now:
-            due.append((self._refresh_at, self.config.master_refresh_repeat))
-            self._refresh_at += self.config.master_refresh
-        for _, repeat in due:
-            for _ in range(repeat):  # keepalived: each round announces every VIP
-                for ip in self.addresses:
-                    self._queues[ip.version].append(ip)
-        out: list[IPAddress] = []
-        for fam, q in self._queues.items():
-            interval = self.config.garp_interval if fam == 4 else self.config.gna_interval
-            while q and self._lane_free[fam] <= now:
-                out.append(q.popleft())
-                if interval > 0:
-                    self._lane_free[fam] = max(self._lane_free[fam], now) + interval
-        return out
-
-    def _burst(self, at: float, repeat: int) -> None:
-        if repeat > 0 and self.addresses:
-            self._bursts.append((at, repeat))
-
-
-# --------------------------------------------------------------------------- runner
-
-
-class Announcer:
-    """Runs a :class:`GarpScheduler` for one interface on the event loop.
-
-    The VRRP instance calls :meth:`became_master` / :meth:`lower_priority_advert` /
-    :meth:`left_master`; :meth:`run` (a long-lived task) sleeps until the scheduler's
-    next deadline and sends what is due.  Send failures are logged, never raised: a
-    lost announcement is repeated by the next burst.  The packet socket is opened at
-    construction, in the network namespace current then; call :meth:`close` (or cancel
-    :meth:`run`) to release it.
-    """
-
-    def __init__(
-        self,
-        ifname: str,
-        scheduler: GarpScheduler,
-        *,
-        reply: bool = False,
-        router: bool = False,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        self.ifname = ifname
-        self.scheduler = scheduler
-        self._reply = reply
-        self._router = router
-        self._clock = clock or asyncio.get_running_loop().time
-        self._wake = asyncio.Event()
-        self._link: _Link | None = None
-        self.sent = 0
-        # Open the packet socket now, in the caller's network namespace; if the
-        # interface is missing it is retried at the first announcement.
-        try:
-            self._link = _Link(ifname)
-        except ArpError as exc:
-            log.warning("cannot prepare announcements on %s yet: %s", ifname, exc.reason)
-
-    def became_master(self) -> None:
-        self.scheduler.became_master(self._clock())
-        self._wake.set()
-
-    def lower_priority_advert(self) -> None:
-        self.scheduler.lower_priority_advert(self._clock())
-        self._wake.set()
-
-    def left_master(self) -> None:
-        self.scheduler.left_master()
-        self._wake.set()
-
-    async def run(self) -> None:
-        try:
-            while True:
-                deadline = self.scheduler.next_deadline()
-                self._wake.clear()
-                if deadline is None:
-                    await self._wake.wait()
-                    continue
-                delay = deadline - self._clock()
-                if delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
-                    continue
-                for ip in self.scheduler.poll(self._clock()):
-                    self._announce(ip)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-
-    def _announce(self, ip: IPAddress) -> None:
-        try:
-            if self._link is None:
-                self._link = _Link(self.ifname)
-            self._link.announce(ip, reply=self._reply, router=self._router)
-            self.sent += 1
-        except ArpError as exc:
-            log.warning("announcing %s on %s failed: %s", ip, self.ifname, exc.reason)
-            if self._link is not None:  # the interface may have been recreated
-                self._link.close()
-                self._link = None

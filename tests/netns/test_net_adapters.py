@@ -28,9 +28,6 @@ import pytest
 
 from mailha.net.addresses import AddressError, Addresses, owns_address
 from mailha.net.arp import (
-    Announcer,
-    GarpConfig,
-    GarpScheduler,
     garp_frame,
     interface_mac,
     send_garp,
@@ -466,35 +463,6 @@ async def test_unsolicited_na_fields_and_effect(mhf_pair: Pair) -> None:
     assert await _poll(lambda: _neigh_mac(p.b, p.if_b, vip) == want)
 
 
-@pytest.mark.root
-async def test_announcer_sends_bursts_on_the_wire(mhf_pair: Pair) -> None:
-    p = mhf_pair
-    vip4 = IPv4Address(f"10.{p.net}.0.37")
-    vip6 = IPv6Address(f"fd00:{p.net}::37")
-    cfg = GarpConfig(master_delay=0.2, master_repeat=2, garp_interval=0.01)
-    cap = _capture_socket(p.b, p.if_b, 0x0003)  # ETH_P_ALL
-    with _inside(p.a):
-        announcer = Announcer(p.if_a, GarpScheduler(cfg, [vip4, vip6]))
-    task = asyncio.create_task(announcer.run())
-    announcer.became_master()
-    arps = nas = 0
-    try:
-        async with asyncio.timeout(3):
-            while arps < 4 or nas < 4:
-                frame = await asyncio.get_running_loop().sock_recv(cap, 2048)
-                if frame[12:14] == b"\x08\x06" and frame[28:32] == vip4.packed:
-                    arps += 1
-                elif frame[12:14] == b"\x86\xdd" and frame[20] == 58 and frame[54] == 136:
-                    nas += 1
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        cap.close()
-    assert (arps, nas) == (4, 4)  # 2 now + 2 after master_delay, per VIP
-    assert announcer.sent == 8
-
-
 # ---------------------------------------------------------------- link watch
 
 
@@ -580,53 +548,6 @@ def test_sysctl_set_and_restore_in_namespace(
 
 
 # ---------------------------------------------------------------- pure helpers (no root)
-
-
-def test_garp_schedule_master_bursts_refresh_and_spacing() -> None:
-    a, b = IPv4Address("10.0.0.1"), IPv4Address("10.0.0.2")
-    s = GarpScheduler(GarpConfig(master_delay=5, master_repeat=2, master_refresh=60,
-                                 master_refresh_repeat=1, garp_interval=0.5), [a, b])
-    s.became_master(100.0)
-    assert s.poll(100.0) == [a]  # spaced by garp_interval
-    assert s.next_deadline() == 100.5
-    assert s.poll(100.5) == [b]
-    assert s.poll(101.0) == [a]
-    assert s.poll(101.5) == [b]
-    assert s.next_deadline() == 105.0  # the second burst
-    assert s.poll(104.9) == []
-    sent = []
-    t = 105.0
-    while (d := s.next_deadline()) is not None and d < 150:
-        t = d
-        sent += s.poll(t)
-    assert sent == [a, b, a, b] and t == 106.5
-    assert s.next_deadline() == 160.0  # refresh every 60 s while master
-    assert s.poll(160.0) == [a]
-    s.left_master()
-    assert s.next_deadline() is None and not s.active
-
-
-def test_garp_schedule_defaults_and_min_garp() -> None:
-    a, v6 = IPv4Address("10.0.0.1"), IPv6Address("fd00::1")
-    s = GarpScheduler(GarpConfig(), [a, v6])  # keepalived: 5 now, 5 more after 5 s
-    s.became_master(0.0)
-    assert s.poll(0.0) == [a] * 5 + [v6] * 5
-    assert s.next_deadline() == 5.0
-    assert s.poll(5.0) == [a] * 5 + [v6] * 5
-    assert s.next_deadline() is None
-    m = GarpScheduler(GarpConfig.min_garp(), [a])
-    m.became_master(0.0)
-    assert m.poll(0.0) == [a] and m.next_deadline() is None
-
-
-def test_garp_schedule_lower_priority_advert() -> None:
-    a = IPv4Address("10.0.0.1")
-    s = GarpScheduler(GarpConfig(master_delay=5, master_repeat=3, lower_prio_delay=2,
-                                 lower_prio_repeat=1), [a])
-    s.lower_priority_advert(10.0)
-    assert s.poll(10.0) == [a]
-    assert s.next_deadline() == 12.0
-    assert s.poll(12.0) == [a]
 
 
 def test_frames_reject_non_ethernet_addresses() -> None:

@@ -207,6 +207,12 @@ async def bench_mailha(
         if "Traceback" in cluster.log("n1") + cluster.log("n2"):
             raise BenchError(f"mailha logged a traceback (logs in {topo.workdir})")
     polls.extend(ipvs.periods)
+    # Stopping must withdraw what mailha programmed, or the next setup measures leftovers.
+    for node in topo.servers:
+        rules = (await topo.exec(node, ["ipvsadm", "-Sn"], time_limit=60)).stdout.strip()
+        vips = [a for a in await topo.addresses(node) if a.address == topo.vip]
+        if rules or vips:
+            raise BenchError(f"mailha left on {node} after stopping: {rules!r} {vips}")
     return figures
 
 

@@ -1,9 +1,8 @@
 """Read, set and restore kernel parameters under /proc/sys, remembering originals.
 
-The daemon changes a handful of sysctls to do its job (``arp_ignore``/``arp_announce``
-for a DR real server holding the VIP on ``lo``, ``ip_nonlocal_bind`` so Postfix can
-listen on a VIP it does not hold yet, ``net.ipv4.vs.*`` tuning) and must put them back
-when it stops, or a node keeps answering ARP differently after mailha is gone.
+The daemon changes sysctls to do its job (today ``arp_ignore``/``arp_announce`` for a
+DR real server holding the VIP on ``lo``: :mod:`mailha.lvs.manager`) and must put them
+back when it stops, or a node keeps answering ARP differently after mailha is gone.
 :class:`SysctlChanges` records the first value it saw for every key, logs every change
 with its reason, and restores in reverse order.
 

@@ -1,7 +1,7 @@
 """Benchmark failover as a mail client sees it: mailha against keepalived, same run.
 
     python bench/bench_failover.py [--reps 3] [--quick] [--settings v2:1,v3:0.1,v3:0.03]
-                                   [--prefix mhB1]
+                                   [--prefix mhB1] [--seed 1]
 
 The seed topology (n1 .35, n2 .36, client .10, VIP .37) with ``smtp-sink`` on both nodes
 as the SMTP listener. Both implementations get the same VRRP setup: VRID 173, unicast,
@@ -16,8 +16,9 @@ implementation in turn, the pair is started once and then:
 
 The client polls VIP:25 every 10 ms (connect + read the 220 banner, probes overlap) and
 the outage is the longest gap between two successful banners around the event, which
-is what a retrying SMTP client experiences. After each event the master is restored
-(link up / restart) and must preempt again before the next repetition.
+is what a retrying SMTP client experiences. Each event happens at a random phase of the
+advert timer (the same seeded phases for both implementations). After each event the
+master is restored (link up / restart) and must preempt again before the next repetition.
 
 Prints a table (median/min/max per implementation and the ratio of the medians). Asserts
 nothing about timing; exits 1 with a message if the lab cannot be driven.
@@ -30,6 +31,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -213,9 +215,13 @@ async def measure_outage(
     trigger: Callable[[], Awaitable[None]],
     new_master: str,
     *,
+    phase: float,
     time_limit: float,
 ) -> float:
     """Longest gap between successful banners on VIP:25 across ``trigger``.
+
+    ``phase`` (0..advert_int) shifts the event against the master's advert timer: the
+    link-loss outage depends on how long ago the last advert went out.
 
     Gaps, not failed-probe counts: a probe that hits a blackholed address fails only at
     its timeout, after later probes have already succeeded, so the failure would land
@@ -225,7 +231,7 @@ async def measure_outage(
     probe = OutageProbe(str(topo.vip), netns=topo.netns("cl"), interval=0.01, probe_timeout=1.0)
     async with probe:
         await probe.wait_success(time_limit=10.0)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3 + phase)
         await trigger()
         deadline = loop.time() + time_limit
         while not await holds_vip(topo, new_master):
@@ -242,7 +248,7 @@ async def measure_outage(
 
 
 async def run_setting(
-    topo: SeedTopology, setting: Setting, factory: PairFactory, reps: int
+    topo: SeedTopology, setting: Setting, factory: PairFactory, reps: int, rng: random.Random
 ) -> Results:
     """Outages for ``reps`` link losses and ``reps`` clean stops of n1 with one pair."""
     settle = max(1.0, 3 * setting.advert_int)
@@ -253,7 +259,8 @@ async def run_setting(
         for _ in range(reps):
             await asyncio.sleep(settle)
             outage = await measure_outage(
-                topo, lambda: topo.link_down("n1"), "n2", time_limit=limit
+                topo, lambda: topo.link_down("n1"), "n2",
+                phase=rng.uniform(0, setting.advert_int), time_limit=limit,
             )
             results["link down"].append(outage)
             await topo.link_up("n1")
@@ -261,7 +268,8 @@ async def run_setting(
         for _ in range(reps):
             await asyncio.sleep(settle)
             outage = await measure_outage(
-                topo, lambda: pair.stop_node("n1"), "n2", time_limit=limit
+                topo, lambda: pair.stop_node("n1"), "n2",
+                phase=rng.uniform(0, setting.advert_int), time_limit=limit,
             )
             results["clean stop"].append(outage)
             await pair.start_node("n1")
@@ -314,7 +322,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 per_impl: dict[str, Results] = {}
                 for name, factory in (("mailha", mailha_pair), ("keepalived", keepalived_pair)):
                     started = time.monotonic()
-                    per_impl[name] = await run_setting(topo, setting, factory, reps)
+                    rng = random.Random(args.seed)  # both get the same phases
+                    per_impl[name] = await run_setting(topo, setting, factory, reps, rng)
                     shown = {
                         e: [f"{v * 1000:.0f}" for v in vs] for e, vs in per_impl[name].items()
                     }
@@ -343,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--settings", default="v2:1,v3:0.1,v3:0.03", help="comma-separated vN:advert_int"
     )
     parser.add_argument("--prefix", default="mhB1", help="namespace/interface name prefix")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the event phases (1)")
     parser.add_argument(
         "--time-limit", type=float, default=1800.0, help="give up after this many seconds"
     )

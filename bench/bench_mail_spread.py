@@ -107,6 +107,27 @@ async def vip_holders(topo: SeedTopology) -> list[str]:
     return held
 
 
+async def dump_state(topo: SeedTopology, postfix: Postfixes) -> None:
+    """Print what a post-mortem needs (the lab's files vanish with the VM)."""
+    print("  --- state after the failure ---", flush=True)
+    print(f"  VIP on interfaces of: {await vip_holders(topo)}")
+    for node in topo.servers:
+        table = await topo.exec(node, ["ipvsadm", "-Ln"], time_limit=60, check=False)
+        lo = [str(a.interface) for a in await topo.addresses(node) if a.ifname == "lo"]
+        print(f"  {node} lo: {lo}; ipvsadm -Ln:", *table.stdout.splitlines()[3:], sep="\n    ")
+        logs = [
+            ("mailha", topo.node_dir(node) / "mailha.log", ("WARNING", "ERROR", "->")),
+            ("maillog", postfix[node].log_path, ("warning", "fatal", "panic", "error")),
+        ]
+        for name, path, marks in logs:
+            with contextlib.suppress(FileNotFoundError):
+                lines = [ln for ln in path.read_text(errors="replace").splitlines()
+                         if any(m in ln for m in marks)]
+                print(f"  {node} {name} ({len(lines)} notable lines, last 15):",
+                      *lines[-15:], sep="\n    ")
+    print(flush=True)
+
+
 # --------------------------------------------------------------------------- modes
 
 
@@ -170,6 +191,7 @@ async def load(
         time_limit=900,
     )
     if not result.ok:
+        await dump_state(topo, postfix)
         raise BenchError(f"{mode}: smtp-source failed: {result}")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 120

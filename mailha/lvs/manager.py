@@ -38,8 +38,9 @@ from mailha.config.model import Checker, Config, LvsMethod, RealServer
 from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.lvs.desired import desired_table, owned_keys
 from mailha.lvs.model import Forward, ObservedTable
-from mailha.lvs.netlink import IpvsNetlink
+from mailha.lvs.netlink import DaemonInfo, DaemonState, IpvsNetlink
 from mailha.lvs.planner import Op, plan
+from mailha.lvs.syncd import wanted_sync_daemons
 from mailha.metrics import IpvsSnapshot, Metrics
 from mailha.net.addresses import Addresses
 from mailha.net.sysctl import SysctlChanges, conf_key
@@ -78,6 +79,9 @@ class LvsManager:
         self._last_desired: Mapping[Any, Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._ready = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
+        self._sync_owned: set[DaemonState] = set()
+        self._sync_closed = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -90,6 +94,8 @@ class LvsManager:
         if g.lvs_timeouts is not None:
             t = g.lvs_timeouts
             await self.nl.set_timeouts(tcp=t.tcp, tcp_fin=t.tcpfin, udp=t.udp)
+        if g.lvs_sync_daemon is not None:
+            await self._sync_daemons()
         await self._setup_dr_role()
         self._start_checks()
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="ipvs reconcile"))
@@ -110,6 +116,9 @@ class LvsManager:
                 await task
         self._tasks.clear()
         if self.nl is not None:
+            self._sync_closed = True
+            managed = self._managed_sync_states(self.config)
+            await self._apply_sync_daemons({}, managed)
             try:
                 if self.config.global_.lvs_flush_on_stop:
                     await self.nl.flush()
@@ -139,12 +148,83 @@ class LvsManager:
             self.last_results.clear()
             self._start_checks()
         await self._setup_dr_role()
+        if old.global_.lvs_sync_daemon != config.global_.lvs_sync_daemon:
+            await self._sync_daemons(also=self._managed_sync_states(old))
         self._dirty.set()
 
     def instance_state(self, name: str, state: State) -> None:
         """A VRRP instance changed state: services that follow it move with it."""
         self.instance_states[name] = state
         self._dirty.set()
+        sync = self.config.global_.lvs_sync_daemon
+        if sync is not None and sync.instance == name and self.nl is not None:
+            task = asyncio.create_task(self._sync_daemons(), name="ipvs sync daemons")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------------ sync daemons
+
+    def _vrid_of(self, instance: str) -> int:
+        return self.config.instance(instance).virtual_router_id
+
+    def _managed_sync_states(self, config: Config) -> set[DaemonState]:
+        """With ``lvs_sync_daemon`` set, both kernel daemons are ours (as for keepalived);
+        without it, only the ones this manager started."""
+        if config.global_.lvs_sync_daemon is not None:
+            return {"master", "backup"}
+        return set(self._sync_owned)
+
+    async def _sync_daemons(self, *, also: set[DaemonState] | None = None) -> None:
+        """Start and stop the kernel's sync daemons to match the config and VRRP state.
+
+        Runs from :meth:`start`, on each transition of the followed instance, and on a
+        reload that changed ``lvs_sync_daemon`` (``also``: daemons the old config owned).
+        """
+        cfg = self.config.global_.lvs_sync_daemon
+        wanted: dict[DaemonState, DaemonInfo] = {}
+        if cfg is not None:
+            state = None if cfg.instance is None else self.instance_states.get(cfg.instance)
+            wanted = {d.state: d for d in wanted_sync_daemons(cfg, self._vrid_of, state)}
+        managed = self._managed_sync_states(self.config) | (also or set())
+        await self._apply_sync_daemons(wanted, managed)
+
+    async def _apply_sync_daemons(
+        self, wanted: Mapping[DaemonState, DaemonInfo], managed: set[DaemonState]
+    ) -> None:
+        """Stop what runs and should not (or runs otherwise), then start what is missing.
+
+        Serialised, and each run reads the kernel afresh: transitions can come faster
+        than the kernel answers, and the last run to finish must leave the right
+        daemons. Failures are logged, never raised: load balancing goes on without sync.
+        """
+        async with self._sync_lock:
+            nl = self.nl
+            if nl is None or (self._sync_closed and wanted):
+                return
+            try:
+                running = {d.state: d for d in await nl.daemons()}
+                for which in sorted(managed):
+                    have, want = running.get(which), wanted.get(which)
+                    if have is not None and (want is None or not want.matches(have)):
+                        await nl.stop_daemon(which)
+                        del running[which]
+                        log.info("stopped the IPVS %s", have.describe())
+                    self._sync_owned.discard(which)
+                for which, want in sorted(wanted.items()):
+                    if which not in running:
+                        await nl.start_daemon(
+                            which,
+                            interface=want.interface,
+                            sync_id=want.sync_id,
+                            maxlen=want.maxlen,
+                            port=want.port,
+                            ttl=want.ttl,
+                            group=want.group,
+                        )
+                        log.info("started the IPVS %s", want.describe())
+                    self._sync_owned.add(which)
+            except Exception as exc:
+                log.error("IPVS sync daemon: %s", exc)
 
     # ------------------------------------------------------------------ DR role
 

@@ -38,6 +38,7 @@ from mailha.lvs.errors import (
 from mailha.lvs.model import (
     Destination,
     DestStats,
+    IPAddress,
     ObservedTable,
     Service,
     ServiceKey,
@@ -46,9 +47,9 @@ from mailha.lvs.model import (
     VirtualServer,
 )
 from mailha.lvs.planner import AddDest, AddService, DelService, EditDest, EditService, Op
-from mailha.lvs.wire import Reply, Timeouts
+from mailha.lvs.wire import DaemonInfo, DaemonState, Reply, Timeouts
 
-__all__ = ["ApplyResult", "IpvsNetlink", "Timeouts"]
+__all__ = ["ApplyResult", "DaemonInfo", "DaemonState", "IpvsNetlink", "Timeouts"]
 
 #: Requests in flight at once: their acks must fit the receive buffer, or the
 #: kernel drops them (ENOBUFS). An ack costs ~1 KiB of buffer (skb overhead).
@@ -224,6 +225,66 @@ class IpvsNetlink:
         build = partial(wire.encode_set_config, self._family, tcp=tcp, tcp_fin=tcp_fin, udp=udp)
         await self._simple("set timeouts", build)
 
+    # ------------------------------------------------------------------ sync daemons
+
+    async def daemons(self) -> list[DaemonInfo]:
+        """The running connection-sync daemons (``ipvsadm -L --daemon``): at most one
+        master and one backup per network namespace."""
+        payloads = await self._dump(partial(wire.encode_dump_daemons, self._family))
+        return [wire.decode_daemon(p) for p in payloads]
+
+    async def start_daemon(
+        self,
+        state: DaemonState,
+        *,
+        interface: str,
+        sync_id: int = 0,
+        maxlen: int | None = None,
+        port: int | None = None,
+        ttl: int | None = None,
+        group: IPAddress | None = None,
+    ) -> None:
+        """Start the master or backup sync daemon (``ipvsadm --start-daemon``).
+
+        Idempotent: if that daemon already runs with these settings, nothing happens.
+        If it runs with other settings, this raises (EEXIST) naming what runs: the
+        caller decides whether to stop it, since another tool may have started it.
+        ``None`` settings are left to the kernel. Raises ``ValueError`` for settings
+        the kernel would refuse (interface name, ranges, a non-multicast group).
+        """
+        want = DaemonInfo(state, interface, sync_id, maxlen, port, ttl, group)
+        wire.check_daemon(want)  # here, not mid-batch: a refused request never leaves
+        build = partial(wire.encode_new_daemon, self._family, daemon=want)
+        (reply,) = await self._transact([build])
+        if reply.errno == 0:
+            return
+        what = f"start {want.describe()}"
+        if reply.errno == _errno.EEXIST:
+            running = next((d for d in await self.daemons() if d.state == state), None)
+            if running is not None and want.matches(running):
+                return
+            detail = (
+                f"another {running.describe()} is running; stop it first"
+                if running is not None
+                else f"a {state} sync daemon is already running"
+            )
+            raise IpvsRequestError(what, reply.errno, detail)
+        raise IpvsRequestError(what, reply.errno, _daemon_detail(want, reply))
+
+    async def stop_daemon(self, state: DaemonState) -> bool:
+        """Stop the master or backup sync daemon (``ipvsadm --stop-daemon``).
+
+        Idempotent: returns False, rather than raising, when it was not running.
+        """
+        wire.check_daemon_state(state)
+        build = partial(wire.encode_del_daemon, self._family, state=state)
+        (reply,) = await self._transact([build])
+        if reply.errno == _errno.ESRCH:
+            return False
+        if reply.errno:
+            raise IpvsRequestError(f"stop {state} sync daemon", reply.errno, reply.message)
+        return True
+
     # ------------------------------------------------------------------ transport
 
     async def _simple(self, what: str, build: Callable[[int], bytes]) -> Reply:
@@ -354,6 +415,28 @@ def explain(op: Op, errno: int) -> str:
         case _errno.ENOMEM:
             return "the kernel is out of memory"
     return os.strerror(errno)
+
+
+def _daemon_detail(want: DaemonInfo, reply: Reply) -> str | None:
+    """What a refusal to start a sync daemon means, plus the kernel's own words."""
+    match reply.errno:
+        case _errno.ENODEV:
+            ours: str | None = f"no interface named {want.interface!r} in this network namespace"
+        case _errno.EADDRNOTAVAIL:
+            ours = f"interface {want.interface!r} has no usable address for the group"
+        case _errno.EINVAL:
+            ours = (
+                "invalid settings, or services with destinations of another address"
+                " family exist (the sync protocol cannot carry them)"
+            )
+        case _errno.EAFNOSUPPORT:
+            ours = "IPv6 groups need a kernel with IPVS IPv6 support"
+        case _errno.EPERM:
+            ours = "not permitted: starting sync daemons needs CAP_NET_ADMIN"
+        case _:
+            ours = None
+    parts = [p for p in (ours, reply.message) if p]
+    return "; ".join(parts) or None
 
 
 def _netlink_socket() -> socket.socket:

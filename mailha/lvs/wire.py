@@ -20,6 +20,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
+from typing import Literal, TypeAlias
 
 from mailha.lvs.errors import IpvsWireError
 from mailha.lvs.model import (
@@ -79,6 +80,9 @@ IPVS_CMD_NEW_DEST = 5
 IPVS_CMD_SET_DEST = 6
 IPVS_CMD_DEL_DEST = 7
 IPVS_CMD_GET_DEST = 8
+IPVS_CMD_NEW_DAEMON = 9
+IPVS_CMD_DEL_DAEMON = 10
+IPVS_CMD_GET_DAEMON = 11
 IPVS_CMD_SET_CONFIG = 12
 IPVS_CMD_GET_CONFIG = 13
 IPVS_CMD_ZERO = 16
@@ -86,6 +90,7 @@ IPVS_CMD_FLUSH = 17
 
 IPVS_CMD_ATTR_SERVICE = 1
 IPVS_CMD_ATTR_DEST = 2
+IPVS_CMD_ATTR_DAEMON = 3
 IPVS_CMD_ATTR_TIMEOUT_TCP = 4
 IPVS_CMD_ATTR_TIMEOUT_TCP_FIN = 5
 IPVS_CMD_ATTR_TIMEOUT_UDP = 6
@@ -118,6 +123,18 @@ DEST_STATS64 = 12
 DEST_TUN_TYPE = 13
 DEST_TUN_PORT = 14
 DEST_TUN_FLAGS = 15
+
+DAEMON_STATE = 1
+DAEMON_MCAST_IFN = 2
+DAEMON_SYNC_ID = 3
+DAEMON_SYNC_MAXLEN = 4
+DAEMON_MCAST_GROUP = 5
+DAEMON_MCAST_GROUP6 = 6
+DAEMON_MCAST_PORT = 7
+DAEMON_MCAST_TTL = 8
+
+#: IPVS_DAEMON_ATTR_STATE values (IP_VS_STATE_MASTER / IP_VS_STATE_BACKUP).
+DAEMON_STATES: dict[str, int] = {"master": 1, "backup": 2}
 
 # IPVS_STATS_ATTR_* 1..10, in the order of Stats' fields.
 _STATS_FIELDS = ("conns", "inpkts", "outpkts", "inbytes", "outbytes",
@@ -325,6 +342,128 @@ def encode_set_config(
     return encode_request(family_id, IPVS_CMD_SET_CONFIG, seq, attrs)
 
 
+DaemonState: TypeAlias = Literal["master", "backup"]
+
+_IFNAMSIZ = 16
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonInfo:
+    """One IPVS connection-sync daemon, as asked for or as the kernel reports it.
+
+    ``None`` fields are the kernel's defaults when asking (maxlen from the
+    interface's MTU, port 8848, ttl 1, group 224.0.0.81); kernels before 4.3
+    report only state, interface and sync id, so they read back as ``None`` too.
+    """
+
+    state: DaemonState
+    interface: str
+    sync_id: int = 0
+    maxlen: int | None = None
+    port: int | None = None
+    ttl: int | None = None
+    group: IPAddress | None = None
+
+    def matches(self, running: DaemonInfo) -> bool:
+        """True if ``running`` is this daemon: same state, interface and sync id, and
+        every optional field this one sets (the rest are defaults the kernel chose).
+        A field the kernel did not report cannot contradict the request."""
+        if (self.state, self.interface, self.sync_id) != (
+            running.state,
+            running.interface,
+            running.sync_id,
+        ):
+            return False
+        pairs = (
+            (self.maxlen, running.maxlen),
+            (self.port, running.port),
+            (self.ttl, running.ttl),
+            (self.group, running.group),
+        )
+        return all(want is None or have is None or want == have for want, have in pairs)
+
+    def describe(self) -> str:
+        """``ipvsadm -L --daemon``'s wording, for logs and errors."""
+        extra = "".join(
+            f", {name}={value}"
+            for name, value in (
+                ("maxlen", self.maxlen),
+                ("group", self.group),
+                ("port", self.port),
+                ("ttl", self.ttl),
+            )
+            if value is not None
+        )
+        return f"{self.state} sync daemon (mcast={self.interface}, syncid={self.sync_id}{extra})"
+
+
+def check_interface_name(name: str) -> None:
+    """Refuse what Linux's ``dev_valid_name`` refuses, before the kernel does it vaguely."""
+    if not name or name in (".", ".."):
+        raise ValueError(f"interface name {name!r} is not a valid interface name")
+    if len(name.encode("utf-8")) >= _IFNAMSIZ:
+        raise ValueError(f"interface name {name!r} is longer than {_IFNAMSIZ - 1} bytes")
+    if not name.isascii() or any(c in "/:" or c.isspace() for c in name):
+        raise ValueError(f"interface name {name!r} has a character Linux refuses")
+
+
+def check_daemon(daemon: DaemonInfo) -> None:
+    """Raise ``ValueError`` for a daemon the kernel would refuse or silently truncate."""
+    check_daemon_state(daemon.state)
+    check_interface_name(daemon.interface)
+    for what, value, low, high in (
+        ("sync id", daemon.sync_id, 0, 255),
+        ("maxlen", daemon.maxlen, 1, 65507),
+        ("port", daemon.port, 1, 65535),
+        ("ttl", daemon.ttl, 1, 255),
+    ):
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"sync daemon {what} {value} is outside {low}..{high}")
+    if daemon.group is not None and not daemon.group.is_multicast:
+        raise ValueError(f"sync daemon group {daemon.group} is not a multicast address")
+
+
+def encode_new_daemon(family_id: int, seq: int, daemon: DaemonInfo) -> bytes:
+    """NEW_DAEMON (``ipvsadm --start-daemon``): optional fields only when set.
+
+    The port goes in host order (the kernel reads it with ``nla_get_u16``, unlike
+    service and destination ports); the IPv4 group as its four address bytes.
+    """
+    check_daemon(daemon)
+    body = (
+        _u32(DAEMON_STATE, DAEMON_STATES[daemon.state])
+        + _asciiz(DAEMON_MCAST_IFN, daemon.interface)
+        + _u32(DAEMON_SYNC_ID, daemon.sync_id)
+    )
+    if daemon.maxlen is not None:
+        body += _u16(DAEMON_SYNC_MAXLEN, daemon.maxlen)
+    if daemon.port is not None:
+        body += _u16(DAEMON_MCAST_PORT, daemon.port)
+    if daemon.ttl is not None:
+        body += _u8(DAEMON_MCAST_TTL, daemon.ttl)
+    if daemon.group is not None:
+        kind = DAEMON_MCAST_GROUP if daemon.group.version == 4 else DAEMON_MCAST_GROUP6
+        body += _attr(kind, daemon.group.packed)
+    return encode_request(family_id, IPVS_CMD_NEW_DAEMON, seq, _attr(IPVS_CMD_ATTR_DAEMON, body))
+
+
+def check_daemon_state(state: str) -> None:
+    if state not in DAEMON_STATES:
+        raise ValueError(f"sync daemon state {state!r} is neither master nor backup")
+
+
+def encode_del_daemon(family_id: int, seq: int, state: DaemonState) -> bytes:
+    """DEL_DAEMON (``ipvsadm --stop-daemon``): the state alone names the daemon."""
+    check_daemon_state(state)
+    body = _u32(DAEMON_STATE, DAEMON_STATES[state])
+    return encode_request(family_id, IPVS_CMD_DEL_DAEMON, seq, _attr(IPVS_CMD_ATTR_DAEMON, body))
+
+
+def encode_dump_daemons(family_id: int, seq: int) -> bytes:
+    """GET_DAEMON is a dump only: one NEW_DAEMON message per running daemon."""
+    return encode_request(family_id, IPVS_CMD_GET_DAEMON, seq, flags=NLM_F_DUMP)
+
+
 # =============================================================================== decode
 
 
@@ -402,6 +541,7 @@ _DEST_NAMES = {
 _CMD_NAMES = {
     IPVS_CMD_ATTR_SERVICE: "IPVS_CMD_ATTR_SERVICE",
     IPVS_CMD_ATTR_DEST: "IPVS_CMD_ATTR_DEST",
+    IPVS_CMD_ATTR_DAEMON: "IPVS_CMD_ATTR_DAEMON",
     IPVS_CMD_ATTR_TIMEOUT_TCP: "IPVS_CMD_ATTR_TIMEOUT_TCP",
     IPVS_CMD_ATTR_TIMEOUT_TCP_FIN: "IPVS_CMD_ATTR_TIMEOUT_TCP_FIN",
     IPVS_CMD_ATTR_TIMEOUT_UDP: "IPVS_CMD_ATTR_TIMEOUT_UDP",
@@ -596,6 +736,44 @@ def decode_timeouts(payload: bytes) -> Timeouts:
         )
     except struct.error:
         raise IpvsWireError("an IPVS timeout attribute is shorter than its type") from None
+
+
+_DAEMON_NAMES = {
+    DAEMON_STATE: "IPVS_DAEMON_ATTR_STATE",
+    DAEMON_MCAST_IFN: "IPVS_DAEMON_ATTR_MCAST_IFN",
+    DAEMON_SYNC_ID: "IPVS_DAEMON_ATTR_SYNC_ID",
+}
+_DAEMON_STATE_NAMES: dict[int, DaemonState] = {1: "master", 2: "backup"}
+
+
+def decode_daemon(payload: bytes) -> DaemonInfo:
+    """A sync daemon from one GET_DAEMON dump message."""
+    attrs = _parse(_genl_attrs(payload)[IPVS_CMD_ATTR_DAEMON], 0, _DAEMON_NAMES)
+    try:
+        number = _U32.unpack_from(attrs[DAEMON_STATE])[0]
+        state = _DAEMON_STATE_NAMES.get(number)
+        if state is None:
+            raise IpvsWireError(f"sync daemon state {number} is neither master (1) nor backup (2)")
+        group: IPAddress | None = None
+        if DAEMON_MCAST_GROUP in attrs:
+            group = _address(attrs[DAEMON_MCAST_GROUP], socket.AF_INET, "sync daemon group")
+        elif DAEMON_MCAST_GROUP6 in attrs:
+            group = _address(attrs[DAEMON_MCAST_GROUP6], socket.AF_INET6, "sync daemon group")
+        return DaemonInfo(
+            state=state,
+            interface=_text(attrs[DAEMON_MCAST_IFN], "sync daemon interface"),
+            sync_id=int(_U32.unpack_from(attrs[DAEMON_SYNC_ID])[0]),
+            maxlen=_optional(attrs, DAEMON_SYNC_MAXLEN, _U16),
+            port=_optional(attrs, DAEMON_MCAST_PORT, _U16),
+            ttl=attrs[DAEMON_MCAST_TTL][0] if DAEMON_MCAST_TTL in attrs else None,
+            group=group,
+        )
+    except (struct.error, IndexError):
+        raise IpvsWireError("an IPVS sync daemon attribute is shorter than its type") from None
+
+
+def _optional(attrs: _Attrs, kind: int, layout: struct.Struct) -> int | None:
+    return int(layout.unpack_from(attrs[kind])[0]) if kind in attrs else None
 
 
 # ============================================================================= exchange

@@ -54,6 +54,7 @@ class ClusterOptions:
     metrics_port: int = 9650
     metrics_on_node_address: bool = False  # listen on the node's address, not loopback
     garp_master_delay: float = 0.0
+    multicast: bool = False  # adverts to 224.0.0.18 instead of unicast to the peer
     extra_global: Mapping[str, TomlValue] = field(default_factory=dict)
 
 
@@ -67,13 +68,14 @@ def node_config(topo: SeedTopology, node: str, opts: ClusterOptions, peers: Sequ
         "priority": opts.priorities.get(node, 100),
         "advert_int": opts.advert_int,
         "version": opts.version,
-        "unicast_src_ip": str(topo.address(node)),
-        "unicast_peer": [str(topo.address(p)) for p in peers],
         "virtual_ipaddress": [str(topo.vip_interface)],
         "nopreempt": opts.nopreempt,
         "preempt_delay": opts.preempt_delay,
         "garp_master_delay": opts.garp_master_delay,
     }
+    if not opts.multicast:
+        inst["unicast_src_ip"] = str(topo.address(node))
+        inst["unicast_peer"] = [str(topo.address(p)) for p in peers]
     doc: dict[str, TomlValue] = {
         "global": {"router_id": node, **opts.extra_global},
         "metrics": {"listen": metrics_host(topo, node, opts), "port": opts.metrics_port},

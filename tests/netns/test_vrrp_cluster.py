@@ -79,6 +79,20 @@ async def test_elects_one_master_and_fails_over_on_link_loss(topo: SeedTopology)
         assert status["instances"][0]["priority"] == 150
 
 
+@pytest.mark.parametrize("version", [2, 3])
+async def test_multicast_election_and_failover(topo: SeedTopology, version: int) -> None:
+    opts = ClusterOptions(multicast=True, version=version, advert_int=1.0 if version == 2 else 0.3)
+    async with MailhaCluster(topo, opts) as cluster:
+        assert await cluster.wait_master() == "n1"
+        await asyncio.sleep(1)
+        assert await cluster.masters() == ["n1"]
+        await topo.link_down("n1")
+        await cluster.wait_master("n2", time_limit=10)
+        assert "n2.lab.test" in await banner_via_vip(topo)
+        await topo.link_up("n1")
+        await cluster.wait_master("n1", time_limit=15)
+
+
 async def test_nopreempt_keeps_the_new_master(topo: SeedTopology) -> None:
     async with MailhaCluster(topo, ClusterOptions(nopreempt=True)) as cluster:
         await cluster.wait_master("n1")

@@ -103,7 +103,7 @@ class Node:
             metrics=self.metrics,
             on_change=lambda _name, _ok: self._retrack(),
         )
-        if cfg.virtual_servers:
+        if cfg.virtual_servers or cfg.global_.lvs_sync_daemon is not None:
             from mailha.lvs.manager import LvsManager
 
             self.lvs = LvsManager(cfg, metrics=self.metrics, addresses=self.addresses)
@@ -306,7 +306,7 @@ class Node:
                 await driver.start(self._tracking(name))
         self._retrack()
         if old.virtual_servers != new.virtual_servers or old.global_ != new.global_:
-            if self.lvs is None and new.virtual_servers:
+            if self.lvs is None and (new.virtual_servers or new.global_.lvs_sync_daemon):
                 from mailha.lvs.manager import LvsManager
 
                 self.lvs = LvsManager(new, metrics=self.metrics, addresses=self.addresses)

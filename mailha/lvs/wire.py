@@ -407,6 +407,11 @@ def check_interface_name(name: str) -> None:
         raise ValueError(f"interface name {name!r} has a character Linux refuses")
 
 
+def check_daemon_state(state: str) -> None:
+    if state not in DAEMON_STATES:
+        raise ValueError(f"sync daemon state {state!r} is neither master nor backup")
+
+
 def check_daemon(daemon: DaemonInfo) -> None:
     """Raise ``ValueError`` for a daemon the kernel would refuse or silently truncate."""
     check_daemon_state(daemon.state)
@@ -445,11 +450,6 @@ def encode_new_daemon(family_id: int, seq: int, daemon: DaemonInfo) -> bytes:
         kind = DAEMON_MCAST_GROUP if daemon.group.version == 4 else DAEMON_MCAST_GROUP6
         body += _attr(kind, daemon.group.packed)
     return encode_request(family_id, IPVS_CMD_NEW_DAEMON, seq, _attr(IPVS_CMD_ATTR_DAEMON, body))
-
-
-def check_daemon_state(state: str) -> None:
-    if state not in DAEMON_STATES:
-        raise ValueError(f"sync daemon state {state!r} is neither master nor backup")
 
 
 def encode_del_daemon(family_id: int, seq: int, state: DaemonState) -> bytes:

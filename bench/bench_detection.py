@@ -41,7 +41,6 @@ import contextlib
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -51,9 +50,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import BenchError, run_bounded
+
+from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab import netns
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.errors import LabError
 from mailha.lab.keepalived import Keepalived, KeepalivedConfig, seed_config
 from mailha.lab.postfix import Postfix, PostfixConfig
 from mailha.lab.smtpload import OutageProbe, OutageReport
@@ -62,10 +63,6 @@ from mailha.lab.topology import SeedTopology
 Postfixes = Mapping[str, Postfix]
 Figures = dict[str, list[float]]
 POLL_GAP = 0.02
-
-
-class BenchError(Exception):
-    """The lab did not behave as the benchmark needs."""
 
 
 # ------------------------------------------------------------------ observation
@@ -363,11 +360,12 @@ async def main_async(args: argparse.Namespace) -> int:
                 print(f"  {label}: {_ms(figures)} ({time.monotonic() - started:.0f} s)", flush=True)
                 rows.append((label, figures))
     print()
-    print("From `postfix stop` to ... (client probes VIP:25 every 10 ms; the master's IPVS")
+    print("From `postfix stop` to ... (client probes VIP:25 every 10 ms)")
     if polls:
         print(
-            f"table read from /proc/net/ip_vs every {statistics.median(polls) * 1000:.0f} ms"
-            f" (median; max {max(polls) * 1000:.0f} ms), each change confirmed by ipvsadm -Ln)"
+            f"(the master's IPVS table read from /proc/net/ip_vs every"
+            f" {statistics.median(polls) * 1000:.0f} ms, median; max {max(polls) * 1000:.0f} ms;"
+            " each change confirmed by ipvsadm -Ln)"
         )
     print_table(rows)
     if not args.no_keepalived and not args.no_mailha:
@@ -381,13 +379,6 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def _ms(figures: Figures) -> str:
     return ", ".join(f"{k} {[round(v * 1000) for v in vs]} ms" for k, vs in figures.items())
-
-
-def have_ipvs() -> bool:
-    """True if the kernel has IPVS (loading the module if needed)."""
-    if not Path("/proc/net/ip_vs").exists():
-        subprocess.run(["modprobe", "ip_vs"], capture_output=True, timeout=60, check=False)
-    return Path("/proc/net/ip_vs").exists()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -419,19 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
 
-    async def bounded() -> int:
-        async with asyncio.timeout(args.time_limit):
-            return await main_async(args)
-
-    try:
-        return asyncio.run(bounded())
-    except TimeoutError:
-        print(f"bench_detection: FAILED: over the {args.time_limit:g} s limit", file=sys.stderr)
-    except (BenchError, LabError) as exc:
-        print(f"bench_detection: FAILED: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("bench_detection: interrupted", file=sys.stderr)
-    return 1
+    return run_bounded("bench_detection", lambda: main_async(args), args.time_limit)
 
 
 if __name__ == "__main__":

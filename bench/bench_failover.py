@@ -42,8 +42,9 @@ from typing import Literal, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import BenchError, run_bounded
+
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.errors import LabError
 from mailha.lab.keepalived import Keepalived, KeepalivedConfig, VrrpInstance
 from mailha.lab.postfix import SmtpSink
 from mailha.lab.smtpload import OutageProbe
@@ -52,10 +53,6 @@ from mailha.lab.topology import SeedTopology
 PRIORITIES = {"n1": 150, "n2": 100}
 EVENTS = ("link down", "clean stop")
 Results = dict[str, list[float]]  # event -> outages (s)
-
-
-class BenchError(Exception):
-    """The lab did not behave as the benchmark needs (not a slow result: a broken run)."""
 
 
 @dataclass(frozen=True)
@@ -361,20 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_settings(args.settings)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
 
-    async def bounded() -> int:
-        async with asyncio.timeout(args.time_limit):
-            return await main_async(args)
-
-    try:
-        return asyncio.run(bounded())
-    except TimeoutError:
-        print(f"bench_failover: FAILED: over the {args.time_limit:g} s limit", file=sys.stderr)
-    except (BenchError, LabError) as exc:
-        print(f"bench_failover: FAILED: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("bench_failover: interrupted", file=sys.stderr)
-    return 1
+    return run_bounded("bench_failover", lambda: main_async(args), args.time_limit)
 
 
 if __name__ == "__main__":

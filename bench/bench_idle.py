@@ -35,8 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import BenchError, run_bounded
+
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.errors import LabError
 from mailha.lab.keepalived import Keepalived, seed_config
 from mailha.lab.netns import group_members
 from mailha.lab.topology import SeedTopology
@@ -44,10 +45,6 @@ from mailha.lab.topology import SeedTopology
 TICKS = os.sysconf("SC_CLK_TCK")
 NodePids = dict[str, Sequence[int]]
 PairFactory = Callable[[SeedTopology], contextlib.AbstractAsyncContextManager[NodePids]]
-
-
-class BenchError(Exception):
-    """The lab did not behave as the benchmark needs."""
 
 
 @dataclass(frozen=True)
@@ -251,22 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prefix", default="mhB2", help="namespace/interface name prefix")
     parser.add_argument("--time-limit", type=float, default=600.0, help="give up after (600 s)")
     args = parser.parse_args(argv)
-    if args.seconds <= 0:
-        parser.error("--seconds must be positive")
+    if args.seconds <= 0 or args.settle < 0:
+        parser.error("--seconds must be positive and --settle not negative")
 
-    async def bounded() -> int:
-        async with asyncio.timeout(args.time_limit):
-            return await main_async(args)
-
-    try:
-        return asyncio.run(bounded())
-    except TimeoutError:
-        print(f"bench_idle: FAILED: over the {args.time_limit:g} s limit", file=sys.stderr)
-    except (BenchError, LabError) as exc:
-        print(f"bench_idle: FAILED: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("bench_idle: interrupted", file=sys.stderr)
-    return 1
+    return run_bounded("bench_idle", lambda: main_async(args), args.time_limit)
 
 
 if __name__ == "__main__":

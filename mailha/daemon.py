@@ -143,16 +143,17 @@ class Node:
             return
         self._stopped.set()
         log.info("stopping")
-        if self.scripts is not None:
-            await self.scripts.stop()
+        # VRRP first: the priority-0 advert lets the peer take over at once.
         for driver in self.instances.values():
             try:
                 await asyncio.wait_for(driver.stop(), timeout=5)
             except Exception:
                 log.exception("stopping instance %s", driver.cfg.name)
+        if self.scripts is not None:
+            await self.scripts.stop()
         if self.lvs is not None:
             try:
-                await asyncio.wait_for(self.lvs.stop(), timeout=10)
+                await asyncio.wait_for(self.lvs.stop(), timeout=30)
             except Exception:
                 log.exception("stopping the LVS manager")
         for task in self._tasks:

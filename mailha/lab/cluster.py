@@ -139,6 +139,9 @@ class MailhaCluster:
         self.topo = topo
         self.options = options or ClusterOptions()
         self.nodes = tuple(nodes if nodes is not None else topo.servers)
+        if log_level not in ("debug", "info"):
+            # start() waits for the daemon's INFO line "running with".
+            raise ValueError(f"log_level must be debug or info, not {log_level!r}")
         self.log_level = log_level
         self.python = python
         self.processes: dict[str, Process] = {}

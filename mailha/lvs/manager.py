@@ -115,6 +115,9 @@ class LvsManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        # The host's own state first (quick, and what an admin notices if left behind);
+        # the kernel table after, which can take longer on a big configuration.
+        await self._release_dr_role()
         if self.nl is not None:
             self._sync_closed = True
             managed = self._managed_sync_states(self.config)
@@ -128,14 +131,22 @@ class LvsManager:
                 log.error("withdrawing IPVS services at stop failed: %s", exc)
             await self.nl.close()
             self.nl = None
-        for vip in sorted(self._lo_vips, key=str):
-            with contextlib.suppress(Exception):
-                await self.addresses.remove_loopback_vip(vip)
-        for error in self._sysctls.restore():
-            log.warning("could not restore sysctl: %s", error)
         for task in list(self._background):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=5)
+
+    async def _release_dr_role(self) -> None:
+        for vip in sorted(self._lo_vips, key=str):
+            try:
+                await self.addresses.remove_loopback_vip(vip)
+            except Exception as exc:
+                log.warning("could not remove %s from lo: %s (remove it by hand: "
+                            "ip addr del %s dev lo)", vip, exc, vip)
+            else:
+                log.info("released %s from lo", vip)
+        self._lo_vips.clear()
+        for error in self._sysctls.restore():
+            log.warning("could not restore sysctl: %s", error)
 
     async def reconfigure(self, config: Config) -> None:
         """Apply a new configuration: restart checks only if the pools changed."""

@@ -1,0 +1,35 @@
+"""What every lab benchmark shares: its error type and its bounded, clean entry point.
+
+Benchmarks are run as scripts (``python bench/bench_x.py``), so this module is imported
+by its bare name from the scripts' own directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+
+from mailha.lab.errors import LabError
+
+
+class BenchError(Exception):
+    """The lab did not behave as the benchmark needs."""
+
+
+def run_bounded(name: str, main: Callable[[], Awaitable[int]], time_limit: float) -> int:
+    """Run ``main`` under ``time_limit`` seconds; report failures in one line, exit 1."""
+
+    async def bounded() -> int:
+        async with asyncio.timeout(time_limit):
+            return await main()
+
+    try:
+        return asyncio.run(bounded())
+    except TimeoutError:
+        print(f"{name}: FAILED: over the {time_limit:g} s limit", file=sys.stderr)
+    except (BenchError, LabError) as exc:
+        print(f"{name}: FAILED: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+    return 1

@@ -133,6 +133,7 @@ def check_config(
     _check_instances(r)
     _check_vrid_clashes(r)
     _check_virtual_servers(r)
+    _check_email_alerts(r)
     sync = config.global_.lvs_sync_daemon
     if sync is not None and sync.instance is not None:
         names = [i.name for i in config.vrrp_instances]
@@ -141,6 +142,19 @@ def check_config(
                      f'no vrrp_instance is named "{sync.instance}"',
                      _did_you_mean(sync.instance, names), sync.instance)
     return r.found
+
+
+def _check_email_alerts(r: _Reporter) -> None:
+    """keepalived's e-mail alerts are accepted (imported configs carry them) but not sent."""
+    hint = ("mailha does not send e-mail: use notify_master/notify_backup/notify scripts, "
+            "or the alert rules in deploy/prometheus/mailha-rules.yml")
+    g = r.config.global_
+    if g.smtp_alert:
+        r.report("warning", ("global", "smtp_alert"), "e-mail alerts are not sent", hint, True)
+    for inst in r.config.vrrp_instances:
+        if inst.smtp_alert and not g.smtp_alert:
+            r.report("warning", r.path(inst, "smtp_alert"), "e-mail alerts are not sent",
+                     hint, True)
 
 
 def _did_you_mean(name: str, names: Sequence[str]) -> str:

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailha import __version__
 from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings, validate
@@ -32,6 +32,10 @@ from mailha.sdnotify import watchdog_interval
 from mailha.vrrp.driver import InstanceDriver
 from mailha.vrrp.events import State
 from mailha.vrrp.track import ScriptRunner, instance_tracking
+from mailha.vrrp.tracking import EffectivePriority
+
+if TYPE_CHECKING:  # imported lazily at run time: only nodes with virtual servers need it
+    from mailha.lvs.manager import LvsManager
 
 log = logging.getLogger("mailha")
 
@@ -71,7 +75,7 @@ class Node:
         self.scripts: ScriptRunner | None = None
         self.links: LinkWatcher | None = None
         self.link_up: dict[str, bool] = {}
-        self.lvs: Any = None  # mailha.lvs.manager.LvsManager when virtual servers exist
+        self.lvs: LvsManager | None = None  # when virtual servers (or a sync daemon) exist
         self.metrics_server: MetricsServer | None = None
         self.control: ControlServer | None = None
         self.started_at = time.time()
@@ -175,7 +179,7 @@ class Node:
 
     # ------------------------------------------------------------------ tracking
 
-    def _tracking(self, name: str) -> Any:
+    def _tracking(self, name: str) -> EffectivePriority:
         scripts = {s.name: s for s in self.config.vrrp_scripts}
         states = self.scripts.states() if self.scripts is not None else {}
         result, _ = instance_tracking(self.config.instance(name), scripts, states, self.link_up)

@@ -56,7 +56,8 @@ from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab import netns
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
 from mailha.lab.keepalived import Keepalived, KeepalivedConfig, seed_config
-from mailha.lab.postfix import Postfix, PostfixConfig
+from mailha.lab.postfix import Postfix
+from mailha.lab.seedlab import SeedLab
 from mailha.lab.smtpload import OutageProbe, OutageReport
 from mailha.lab.topology import SeedTopology
 
@@ -329,36 +330,22 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     rows: list[tuple[str, Figures]] = []
     polls: list[float] = []
-    async with SeedTopology(args.prefix) as topo:
-        postfix = {
-            node: Postfix(
-                topo.node_dir(node) / "postfix",
-                PostfixConfig(
-                    hostname=f"{node}.lab.test",
-                    mynetworks=("127.0.0.0/8", str(topo.spec.network)),
-                ),
-                netns=topo.netns(node),
-            )
-            for node in topo.servers
-        }
-        async with contextlib.AsyncExitStack() as stack:
-            for pf in postfix.values():
-                stack.push_async_callback(pf.stop, time_limit=30)
-                await pf.start(time_limit=300)
-            for dbr in [] if args.no_mailha else dbrs:
-                started = time.monotonic()
-                figures = await bench_mailha(topo, postfix, dbr, reps, polls)
-                label = f"mailha SMTP_CHECK dbr {dbr:g}"
-                print(f"  {label}: {_ms(figures)} ({time.monotonic() - started:.0f} s)", flush=True)
-                rows.append((label, figures))
-            if not args.no_keepalived:
-                started = time.monotonic()
-                figures = await bench_keepalived(topo, postfix, reps, args.ka_script_timeout)
-                label = "keepalived seed (script every 1 s)"
-                if args.ka_script_timeout is not None:
-                    label = f"keepalived seed (1 s, timeout {args.ka_script_timeout:g})"
-                print(f"  {label}: {_ms(figures)} ({time.monotonic() - started:.0f} s)", flush=True)
-                rows.append((label, figures))
+    async with SeedLab(args.prefix, keepalived=False) as lab:  # topology + Postfix on n1, n2
+        topo, postfix = lab.topo, lab.postfix
+        for dbr in [] if args.no_mailha else dbrs:
+            started = time.monotonic()
+            figures = await bench_mailha(topo, postfix, dbr, reps, polls)
+            label = f"mailha SMTP_CHECK dbr {dbr:g}"
+            print(f"  {label}: {_ms(figures)} ({time.monotonic() - started:.0f} s)", flush=True)
+            rows.append((label, figures))
+        if not args.no_keepalived:
+            started = time.monotonic()
+            figures = await bench_keepalived(topo, postfix, reps, args.ka_script_timeout)
+            label = "keepalived seed (script every 1 s)"
+            if args.ka_script_timeout is not None:
+                label = f"keepalived seed (1 s, timeout {args.ka_script_timeout:g})"
+            print(f"  {label}: {_ms(figures)} ({time.monotonic() - started:.0f} s)", flush=True)
+            rows.append((label, figures))
     print()
     print("From `postfix stop` to ... (client probes VIP:25 every 10 ms)")
     if polls:

@@ -45,7 +45,8 @@ from _common import BenchError, run_bounded
 from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
 from mailha.lab.keepalived import Keepalived, seed_config
-from mailha.lab.postfix import Postfix, PostfixConfig
+from mailha.lab.postfix import Postfix
+from mailha.lab.seedlab import SeedLab
 from mailha.lab.smtpload import smtp_source
 from mailha.lab.topology import SeedTopology
 
@@ -259,30 +260,16 @@ async def main_async(args: argparse.Namespace) -> int:
         flush=True,
     )
     results: dict[str, list[Run]] = {}
-    async with SeedTopology(args.prefix) as topo:
-        postfix = {
-            node: Postfix(
-                topo.node_dir(node) / "postfix",
-                PostfixConfig(
-                    hostname=f"{node}.lab.test",
-                    mynetworks=("127.0.0.0/8", str(topo.spec.network)),
-                ),
-                netns=topo.netns(node),
-            )
-            for node in topo.servers
-        }
-        async with contextlib.AsyncExitStack() as stack:
-            for pf in postfix.values():
-                stack.push_async_callback(pf.stop, time_limit=30)
-                await pf.start(time_limit=300)
-            modes: list[tuple[str, contextlib.AbstractAsyncContextManager[None]]] = [
-                ("a. mailha, IPVS all-in-one DR", mailha_mode(topo, ipvs=True)),
-                ("b. mailha, active/passive", mailha_mode(topo, ipvs=False)),
-            ]
-            if not args.no_keepalived:
-                modes.append(("c. keepalived seed, act/pass", keepalived_mode(topo, postfix)))
-            for mode, cm in modes:
-                results[mode] = await measure_mode(topo, postfix, mode, cm, args)
+    async with SeedLab(args.prefix, keepalived=False) as lab:  # topology + Postfix on n1, n2
+        topo, postfix = lab.topo, lab.postfix
+        modes: list[tuple[str, contextlib.AbstractAsyncContextManager[None]]] = [
+            ("a. mailha, IPVS all-in-one DR", mailha_mode(topo, ipvs=True)),
+            ("b. mailha, active/passive", mailha_mode(topo, ipvs=False)),
+        ]
+        if not args.no_keepalived:
+            modes.append(("c. keepalived seed, act/pass", keepalived_mode(topo, postfix)))
+        for mode, cm in modes:
+            results[mode] = await measure_mode(topo, postfix, mode, cm, args)
     print()
     print("Mail through the VIP (one SMTP session per message; split from Postfix logs)")
     print_table(results, baseline="b. mailha, active/passive")

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.postfix import Postfix, PostfixConfig
+from mailha.lab.postfix import Postfix
+from mailha.lab.seedlab import SeedLab
 from mailha.lab.smtpload import send_messages, smtp_source
 from mailha.lab.topology import SeedTopology
 
@@ -25,22 +26,8 @@ pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
 
 @pytest.fixture
 async def seed() -> AsyncIterator[tuple[SeedTopology, dict[str, Postfix]]]:
-    async with SeedTopology("mhS") as topo:
-        postfixes: dict[str, Postfix] = {}
-        try:
-            for node in topo.servers:
-                pf = Postfix(
-                    topo.node_dir(node) / "postfix",
-                    PostfixConfig(hostname=f"{node}.lab.test",
-                                  mynetworks=("127.0.0.0/8", str(topo.spec.network))),
-                    netns=topo.netns(node),
-                )
-                await pf.start(time_limit=180)
-                postfixes[node] = pf
-            yield topo, postfixes
-        finally:
-            for pf in postfixes.values():
-                await pf.stop(time_limit=30)
+    async with SeedLab("mhS", keepalived=False) as lab:  # topology + Postfix on n1, n2
+        yield lab.topo, lab.postfix
 
 
 async def wait_pool(cluster: MailhaCluster, node: str, want: int, time_limit: float) -> dict:

@@ -33,3 +33,15 @@ def run_bounded(name: str, main: Callable[[], Awaitable[int]], time_limit: float
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
     return 1
+
+
+async def wait_for(
+    what: str, test: Callable[[], Awaitable[bool]], time_limit: float, *, every: float = 0.1
+) -> None:
+    """Poll ``test`` every ``every`` s until it returns True; BenchError after ``time_limit``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + time_limit
+    while not await test():
+        if loop.time() > deadline:
+            raise BenchError(f"timed out after {time_limit:g}s waiting for {what}")
+        await asyncio.sleep(every)

@@ -43,14 +43,14 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import BenchError, run_bounded
+from _common import BenchError, run_bounded, wait_for
 
 from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab import netns
@@ -138,27 +138,6 @@ class IpvsPoller:
         return took
 
 
-async def vip_holders(topo: SeedTopology) -> list[str]:
-    """Server nodes whose own interface (not ``lo``) holds the VIP."""
-    held = []
-    for node in topo.servers:
-        if any(
-            a.address == topo.vip and a.ifname == topo.iface(node)
-            for a in await topo.addresses(node)
-        ):
-            held.append(node)
-    return held
-
-
-async def wait_for(what: str, test: Callable[[], Awaitable[bool]], time_limit: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + time_limit
-    while not await test():
-        if loop.time() > deadline:
-            raise BenchError(f"timed out after {time_limit:g}s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 def fully_back(report: OutageReport, since: float) -> float:
     """Seconds from ``since`` to the last success that ended an outage (0: no outage)."""
     ends = [o.end for o in report.outages if o.end > since]
@@ -205,7 +184,7 @@ async def bench_mailha(
             report = p.report()
             figures["answering"].append(fully_back(report, t0))
             figures["longest gap"].append(report.longest_gap)
-            if await vip_holders(topo) != ["n1"]:
+            if await topo.vip_masters() != ["n1"]:
                 raise BenchError("the VIP moved although only n1's Postfix stopped")
             await postfix["n1"].start(time_limit=300)
             await ipvs.until(True, own, loop.time(), 60)
@@ -253,7 +232,7 @@ async def bench_keepalived(
     figures: Figures = {"vip moved": [], "answering": [], "longest gap": []}
 
     async def one_master() -> bool:
-        return len(await vip_holders(topo)) == 1
+        return len(await topo.vip_masters()) == 1
 
     async with contextlib.AsyncExitStack() as stack:
         for ka in peers:
@@ -262,7 +241,7 @@ async def bench_keepalived(
         for _ in range(reps):
             await asyncio.sleep(3.0)  # scripts passing on both nodes, election settled
             await wait_for("one keepalived master", one_master, 60)
-            (master,) = await vip_holders(topo)
+            (master,) = await topo.vip_masters()
             other = next(n for n in topo.servers if n != master)
             async with probe(topo) as p:
                 await p.wait_success(time_limit=10)
@@ -271,7 +250,7 @@ async def bench_keepalived(
                 await postfix[master].stop()
 
                 async def moved(to: str = other) -> bool:
-                    return await vip_holders(topo) == [to]
+                    return await topo.vip_masters() == [to]
 
                 await wait_for(f"the VIP on {other}", moved, 60)
                 figures["vip moved"].append(loop.time() - t0)

@@ -34,13 +34,13 @@ import os
 import platform
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import BenchError, run_bounded
+from _common import BenchError, run_bounded, wait_for
 
 from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
@@ -85,32 +85,10 @@ async def ipvs_services(topo: SeedTopology, node: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.strip()]
 
 
-async def wait_for(what: str, test: Callable[[], Awaitable[bool]], time_limit: float) -> None:
-    """Poll ``test`` every 0.2 s until it returns True; BenchError after ``time_limit``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + time_limit
-    while not await test():
-        if loop.time() > deadline:
-            raise BenchError(f"timed out after {time_limit:g}s waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
-async def vip_holders(topo: SeedTopology) -> list[str]:
-    """Server nodes whose own interface (not ``lo``) holds the VIP."""
-    held = []
-    for node in topo.servers:
-        if any(
-            a.address == topo.vip and a.ifname == topo.iface(node)
-            for a in await topo.addresses(node)
-        ):
-            held.append(node)
-    return held
-
-
 async def dump_state(topo: SeedTopology, postfix: Postfixes) -> None:
     """Print what a post-mortem needs (the lab's files vanish with the VM)."""
     print("  --- state after the failure ---", flush=True)
-    print(f"  VIP on interfaces of: {await vip_holders(topo)}")
+    print(f"  VIP on interfaces of: {await topo.vip_masters()}")
     for node in topo.servers:
         table = await topo.exec(node, ["ipvsadm", "-Ln"], time_limit=60, check=False)
         lo = [str(a.interface) for a in await topo.addresses(node) if a.ifname == "lo"]
@@ -142,7 +120,7 @@ async def mailha_mode(topo: SeedTopology, ipvs: bool) -> AsyncIterator[None]:
             async def pool_full() -> bool:
                 return await live_destinations(topo, "n1") == want
 
-            await wait_for("both real servers in n1's IPVS table", pool_full, 120)
+            await wait_for("both real servers in n1's IPVS table", pool_full, 120, every=0.2)
         yield
         if "Traceback" in cluster.log("n1") + cluster.log("n2"):
             raise BenchError(f"mailha logged a traceback (logs in {topo.workdir})")
@@ -177,11 +155,11 @@ async def keepalived_mode(topo: SeedTopology, postfix: Postfixes) -> AsyncIterat
             await stack.enter_async_context(ka)
 
         async def one_master() -> bool:
-            return len(await vip_holders(topo)) == 1
+            return len(await topo.vip_masters()) == 1
 
-        await wait_for("one keepalived master", one_master, 120)
+        await wait_for("one keepalived master", one_master, 120, every=0.2)
         await asyncio.sleep(3)  # the seed's equal priorities: let the election settle
-        await wait_for("one keepalived master", one_master, 60)
+        await wait_for("one keepalived master", one_master, 60, every=0.2)
         yield
 
 

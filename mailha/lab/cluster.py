@@ -10,7 +10,6 @@ interface holds the VIP), not from mailha's own account.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import signal
@@ -234,13 +233,7 @@ class MailhaCluster:
 
     async def masters(self) -> list[str]:
         """Nodes whose own interface holds the VIP (the VIP on ``lo`` does not count)."""
-        vip = ipaddress.ip_address(str(self.topo.vip))
-        found = []
-        for node in self.topo.servers:
-            for a in await self.topo.addresses(node):
-                if a.address == vip and a.ifname == self.topo.iface(node):
-                    found.append(node)
-        return found
+        return await self.topo.vip_masters()
 
     async def wait_master(self, node: str | None = None, *, time_limit: float = 20.0) -> str:
         """Wait until exactly one node (``node`` if given) is master; return it."""

@@ -358,6 +358,19 @@ class SeedTopology(Topology):
         await self.start()
         return self
 
+    async def vip_masters(self) -> list[str]:
+        """Server nodes whose own interface holds the VIP (the VIP on ``lo`` does not count).
+
+        That is the VRRP master as the kernel sees it: in the all-in-one DR cluster every
+        node holds the VIP on ``lo`` as well.
+        """
+        return [
+            node
+            for node in self.servers
+            if any(a.address == self.vip and a.ifname == self.iface(node)
+                   for a in await self.addresses(node))
+        ]
+
     @property
     def vip_interface(self) -> ipaddress.IPv4Interface:
         """The VIP with the subnet's prefix length (``10.12.49.37/24``)."""

@@ -107,7 +107,11 @@ class LvsManager:
             await asyncio.wait_for(self._ready.wait(), timeout=10)
 
     async def stop(self) -> None:
-        """Stop checks, withdraw our services (or flush with lvs_flush_on_stop), restore sysctls."""
+        """Release lo and the sysctls, stop checks, withdraw our services (or flush)."""
+        # The host's own state first: quick, and what an admin notices if it is left behind
+        # because a slower step below ran into the service manager's stop timeout.
+        await self._release_dr_role()
+        log.debug("stopping health checks")
         await self._stop_checks()
         for task in self._tasks:
             task.cancel()
@@ -115,9 +119,7 @@ class LvsManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        # The host's own state first (quick, and what an admin notices if left behind);
-        # the kernel table after, which can take longer on a big configuration.
-        await self._release_dr_role()
+        log.debug("withdrawing IPVS services")
         if self.nl is not None:
             self._sync_closed = True
             managed = self._managed_sync_states(self.config)

@@ -12,6 +12,12 @@ streak (and once when the checker is back on schedule) rather than at every chec
 
 Time is injected (``clock`` and ``sleep``), so tests drive the scheduler with a fake
 clock; production uses :func:`time.monotonic` and :func:`asyncio.sleep`.
+
+Stopping does not trust one cancellation: on Python 3.11 a checker task can lose it
+inside aiosmtplib's ``wait_for`` (see :mod:`mailha.tasks`). The scheduler keeps an
+explicit stop state that every checker loop reads at each turn, re-cancels its tasks
+until they are done, and bounds the wait; no TaskGroup, whose exit waits for ever on a
+child that swallowed its one cancellation.
 """
 
 from __future__ import annotations
@@ -22,18 +28,23 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mailha.config.model import Checker, RealServer
+from mailha.tasks import cancel_and_wait, stop_requested
 
 from . import run_checker
 from .quorum import HealthUpdate, VirtualServerHealth
 from .result import CheckResult
 
-__all__ = ["CheckScheduler", "SchedulerStats"]
+__all__ = ["STOP_TIMEOUT", "CheckScheduler", "SchedulerStats"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+#: How long stopping waits for checker tasks before giving up on them (and logging it).
+STOP_TIMEOUT = 2.0
+
 Sleep = Callable[[float], Awaitable[None]]
 CheckRunner = Callable[[Checker, RealServer], Awaitable[CheckResult]]
 UpdateCallback = Callable[[VirtualServerHealth, HealthUpdate], None]
@@ -66,7 +77,8 @@ class CheckScheduler:
     at start with the start-up events. ``on_result`` (optional) sees every raw result,
     for metrics. Both are called synchronously on the loop and must not block.
 
-    On shutdown, cancel :meth:`run` and collect ``service.shutdown()`` events (omega).
+    On shutdown, call :meth:`stop` (or cancel :meth:`run`: it stops its checkers for
+    certain before it ends) and collect ``service.shutdown()`` events (omega).
     """
 
     def __init__(
@@ -90,20 +102,54 @@ class CheckScheduler:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
-        """Start every checker and run until cancelled (cancelling stops them all)."""
+        """Start every checker and run until stopped or cancelled.
+
+        Ends only when every checker task has ended (or, at worst, after
+        :data:`STOP_TIMEOUT` with the stragglers logged). A checker that raises (a bug
+        in a callback: check failures are results, not exceptions) stops the others,
+        and its exception propagates, so the task running this dies visibly.
+        """
+        self._runner = asyncio.current_task()
         for service in self.services:
             self._on_update(service, HealthUpdate(0.0, service.start(), pool_changed=True))
-        async with asyncio.TaskGroup() as group:
-            for service in self.services:
-                for rs_index, rs in enumerate(service.real_servers):
-                    for checker_index in range(len(rs.checkers)):
-                        group.create_task(
-                            self._drive(service, rs_index, checker_index),
-                            name=f"check {service.virtual_server.label} {rs.real_server.ip}"
-                            f" #{checker_index}",
-                        )
+        for service in self.services:
+            for rs_index, rs in enumerate(service.real_servers):
+                for checker_index in range(len(rs.checkers)):
+                    self._tasks.add(asyncio.create_task(
+                        self._drive(service, rs_index, checker_index),
+                        name=f"check {service.virtual_server.label} {rs.real_server.ip}"
+                        f" #{checker_index}",
+                    ))
+        try:
+            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            self._stopping = True
+            await cancel_and_wait(self._tasks, timeout=STOP_TIMEOUT, what="health checks")
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop every checker: no check starts after this returns (bounded by ``timeout``)."""
+        self._stopping = True
+        tasks: set[asyncio.Task[Any]] = set(self._tasks)
+        if self._runner is not None and self._runner is not asyncio.current_task():
+            tasks.add(self._runner)
+        await cancel_and_wait(tasks, timeout=timeout, what="health checks")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def _should_stop(self) -> bool:
+        if stop_requested():  # a cancellation an await inside the check swallowed
+            raise asyncio.CancelledError
+        return self._stopping
 
     async def _drive(self, service: VirtualServerHealth, rs_index: int, index: int) -> None:
         real_server = service.real_servers[rs_index].real_server
@@ -112,7 +158,7 @@ class CheckScheduler:
         await self._sleep(warmup_delay(checker, self._rng))
         overrunning = 0
         failing_with_error = False
-        while True:
+        while not self._should_stop():
             started = self._clock()
             try:
                 result = await self._run_check(checker, real_server)
@@ -128,6 +174,8 @@ class CheckScheduler:
                 )
             else:
                 failing_with_error = False
+            if self._should_stop():
+                return
             self.stats.checks += 1
             if not result.ok:
                 self.stats.failures += 1

@@ -45,12 +45,15 @@ from mailha.metrics import IpvsSnapshot, Metrics
 from mailha.net.addresses import Addresses
 from mailha.net.sysctl import SysctlChanges, conf_key
 from mailha.procs import ScriptError, run_script
+from mailha.tasks import cancel_and_wait, stop_requested
 from mailha.vrrp.events import State
 
 log = logging.getLogger("mailha.lvs")
 
 RESYNC_INTERVAL = 5.0
 NOTIFY_TIMEOUT = 30.0
+#: Bound on stopping the manager's own loops (checks, reconcile) before withdrawing.
+STOP_TIMEOUT = 3.0
 
 
 def rs_label(rs: RealServer, vs: CfgVirtualServer) -> str:
@@ -82,6 +85,7 @@ class LvsManager:
         self._sync_lock = asyncio.Lock()
         self._sync_owned: set[DaemonState] = set()
         self._sync_closed = False
+        self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -104,20 +108,18 @@ class LvsManager:
         """Wait (bounded) for the first reconcile, so READY means the table is right."""
         self._dirty.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout=10)
+            async with asyncio.timeout(10):
+                await self._ready.wait()
 
     async def stop(self) -> None:
         """Release lo and the sysctls, stop checks, withdraw our services (or flush)."""
         # The host's own state first: quick, and what an admin notices if it is left behind
         # because a slower step below ran into the service manager's stop timeout.
+        self._stopping = True
         await self._release_dr_role()
         log.debug("stopping health checks")
         await self._stop_checks()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks, timeout=STOP_TIMEOUT, what="IPVS reconcile")
         self._tasks.clear()
         log.debug("withdrawing IPVS services")
         if self.nl is not None:
@@ -133,9 +135,9 @@ class LvsManager:
                 log.error("withdrawing IPVS services at stop failed: %s", exc)
             await self.nl.close()
             self.nl = None
-        for task in list(self._background):
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=5)
+        if self._background:
+            _, late = await asyncio.wait(set(self._background), timeout=5)
+            await cancel_and_wait(late, timeout=1, what="notify scripts")
 
     async def _release_dr_role(self) -> None:
         for vip in sorted(self._lo_vips, key=str):
@@ -276,10 +278,10 @@ class LvsManager:
     async def _stop_checks(self) -> None:
         if self._scheduler is None:
             return
-        for task in [t for t in self._tasks if t.get_name() == "checks"]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._scheduler.stop()
+        checks = [t for t in self._tasks if t.get_name() == "checks"]
+        await cancel_and_wait(checks, timeout=STOP_TIMEOUT, what="health checks")
+        for task in checks:
             self._tasks.remove(task)
         for svc in self.health:
             for event in svc.shutdown():
@@ -383,9 +385,12 @@ class LvsManager:
         return desired_table(self.config, pools, self._programmed)
 
     async def _reconcile_loop(self) -> None:
-        while True:
+        while not self._stopping and not stop_requested():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout=RESYNC_INTERVAL)
+                async with asyncio.timeout(RESYNC_INTERVAL):
+                    await self._dirty.wait()
+            if self._stopping or stop_requested():
+                return
             woken = self._dirty.is_set()
             self._dirty.clear()
             try:

@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--host",
         action="store_true",
-        help="also check against this machine (interfaces exist, unicast_src_ip is ours)",
+        help="also check against this machine (interfaces exist, unicast_src_ip is ours, "
+        "scripts exist and, if run as root, only root can modify them)",
     )
 
     st = sub.add_parser(

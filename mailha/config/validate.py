@@ -19,7 +19,11 @@ Three layers, so each runs where its inputs exist:
 Script paths that are missing or not executable are *warnings* for ``mailha check``
 (the file may be checked on a machine that is not the node) and *errors* when the
 daemon starts (``check_this_host(..., script_severity="error")``): a missing track
-script would otherwise silently pin the node at a lower priority.
+script would otherwise silently pin the node at a lower priority. A script that runs
+with root's powers but that a non-root user can modify (keepalived's rule, in
+:mod:`mailha.config.scriptsec`) is an error in both places when
+``enable_script_security`` is on -- the setting promises it will not run -- and a
+warning when it is off, as keepalived logs it.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ import difflib
 import itertools
 import os
 import socket
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from mailha.config import scriptsec
 from mailha.config.errors import Diagnostic, KeyPath, Severity, format_key, toml_repr
 from mailha.config.locate import Locator
 from mailha.config.model import (
@@ -567,8 +573,15 @@ def runnable(path: Path) -> str | None:
 def check_scripts(
     config: Config, *, severity: Severity = "warning",
     runnable: Callable[[Path], str | None] = runnable,
+    fs: scriptsec.FileSystem = scriptsec.HOST,
+    accounts: scriptsec.Accounts = scriptsec.HOST_ACCOUNTS,
 ) -> list[Diagnostic]:
-    """Every script, notify and MISC_CHECK program must be an absolute, executable path."""
+    """Every script, notify and MISC_CHECK program must be an absolute, executable path.
+
+    A program that runs with root's powers must also be safe from non-root users
+    (:mod:`mailha.config.scriptsec`): an error with ``enable_script_security``, which
+    promises such scripts are refused, and a warning without, as keepalived logs it.
+    """
     r = _Reporter(config)
     for owner, key, cmd in _commands(config):
         program = cmd.argv[0]
@@ -580,7 +593,35 @@ def check_scripts(
         if reason is not None:
             r.report(severity, r.path(owner, key), f"{program} {reason}",
                      f"install it, or fix the path (chmod +x {program} if it exists)", str(cmd))
+            continue
+        _check_script_security(r, r.path(owner, key), cmd, fs, accounts)
     return r.found
+
+
+def _check_script_security(
+    r: _Reporter, path: KeyPath, cmd: ScriptCommand, fs: scriptsec.FileSystem,
+    accounts: scriptsec.Accounts,
+) -> None:
+    ids = accounts.ids(*scriptsec.run_as(cmd, r.config.global_))
+    if ids is None:  # an unknown user or group: the script cannot start at all
+        return
+    found = scriptsec.unsafe_script(cmd.argv[0], *ids, fs)
+    if found is None:
+        return
+    enforced = r.config.global_.enable_script_security
+    where = found.component
+    chown = "chown -h" if stat.S_ISLNK(where.stat.mode) else "chown"
+    own_user = cmd.user is not None and cmd.user != r.config.global_.script_user
+    whose = "this script's user" if own_user else "script_user"
+    r.report(
+        "error" if enforced else "warning", path,
+        f"{found.program} {found.privilege} but a non-root user can modify it: "
+        f"{where.describe(accounts.user_name, accounts.group_name)}; "
+        + ("enable_script_security refuses to run it" if enforced
+           else "enable_script_security = true would refuse to run it"),
+        f"{chown} root and chmod go-w {where.path}, or set {whose} to an unprivileged user",
+        str(cmd),
+    )
 
 
 def local_addresses() -> frozenset[IPAddress]:

@@ -117,6 +117,7 @@ class Node:
             driver = InstanceDriver(
                 inst, cfg.global_, addresses=self.addresses, notifier=self.notifier,
                 metrics=self.metrics, local_vrids=vrids, on_state=self._instance_state,
+                loopback_vips=self.lvs.loopback_vips if self.lvs is not None else (),
             )
             self.instances[inst.name] = driver
             await driver.start(self._tracking(inst.name))

@@ -42,7 +42,7 @@ from mailha.lvs.netlink import DaemonInfo, DaemonState, IpvsNetlink
 from mailha.lvs.planner import Op, plan
 from mailha.lvs.syncd import wanted_sync_daemons
 from mailha.metrics import IpvsSnapshot, Metrics
-from mailha.net.addresses import Addresses
+from mailha.net.addresses import Addresses, IPAddress
 from mailha.net.sysctl import SysctlChanges, conf_key
 from mailha.procs import ScriptError, run_script
 from mailha.tasks import cancel_and_wait, stop_requested
@@ -78,7 +78,7 @@ class LvsManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler: CheckScheduler | None = None
         self._sysctls = SysctlChanges()
-        self._lo_vips: set[Any] = set()
+        self._lo_vips: set[IPAddress] = set()
         self._last_desired: Mapping[Any, Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._ready = asyncio.Event()
@@ -251,6 +251,11 @@ class LvsManager:
             and vs.ip is not None
             and any(rs.lvs_method is LvsMethod.DR for rs in vs.real_servers)
         ]
+
+    @property
+    def loopback_vips(self) -> frozenset[IPAddress]:
+        """The VIPs the DR role holds on ``lo``: a VRRP instance starting must leave them."""
+        return frozenset(self._lo_vips)
 
     async def _setup_dr_role(self) -> None:
         for vs in self._dr_services():

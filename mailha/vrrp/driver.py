@@ -25,7 +25,7 @@ from typing import Literal
 from mailha.config.model import GlobalConfig, InitialState, VirtualAddress, VrrpInstance
 from mailha.metrics import Metrics
 from mailha.net import arp
-from mailha.net.addresses import Addresses
+from mailha.net.addresses import AddressError, Addresses, InterfaceAddress
 from mailha.net.vrrp_socket import Received, VrrpSocket, VrrpSocketError
 from mailha.notify import Notifier, NotifyScripts, NotifyState
 from mailha.vrrp.events import (
@@ -49,6 +49,7 @@ from mailha.vrrp.packet import (
     decode_advert,
     encode_advert,
 )
+from mailha.vrrp.stale import stale_vip_interfaces, stale_vips
 from mailha.vrrp.tracking import EffectivePriority
 
 IPAddress = IPv4Address | IPv6Address
@@ -123,7 +124,9 @@ class InstanceDriver:
         metrics: Metrics,
         local_vrids: Collection[int] = (),
         on_state: StateListener | None = None,
+        loopback_vips: Collection[IPAddress] | None = None,
     ) -> None:
+        """``loopback_vips``: what the DR role holds on ``lo`` (see :meth:`start`)."""
         self.cfg = cfg
         self.glob = glob
         self.log = logging.getLogger(f"mailha.vrrp.{cfg.name}")
@@ -132,6 +135,7 @@ class InstanceDriver:
         self._metrics = metrics
         self._local_vrids = frozenset(local_vrids) | {cfg.virtual_router_id}
         self._on_state = on_state
+        self._loopback_vips = frozenset(loopback_vips) if loopback_vips is not None else None
         self._loop = asyncio.get_running_loop()
         self._machine: VrrpMachine | None = None
         self._socket: VrrpSocket | None = None
@@ -166,8 +170,15 @@ class InstanceDriver:
         return self._machine
 
     async def start(self, initial: EffectivePriority | None = None) -> None:
-        """Open the socket and start the machine (in FAULT if ``initial`` says so)."""
+        """Clear stale VIPs, open the socket and start the machine (FAULT if ``initial`` says).
+
+        A VIP still on the interface was left by a run that died as master; the machine
+        starts in INIT and would never remove it if it went on to BACKUP, so it goes
+        first (:func:`~mailha.vrrp.stale.stale_vips`). ``lo`` is examined only when the
+        caller said what the DR role keeps there (``loopback_vips``).
+        """
         cfg = self.cfg
+        await self._remove_stale_vips()
         family = socket.AF_INET6 if cfg.family == 6 else socket.AF_INET
         src = cfg.unicast_src_ip if not cfg.multicast else cfg.mcast_src_ip
         self._socket = await VrrpSocket.open(
@@ -200,6 +211,28 @@ class InstanceDriver:
             ", ".join(str(p.address) for p in cfg.unicast_peer) or "the VRRP group",
             self.primary, cfg.interface,
         )
+
+    async def _remove_stale_vips(self) -> None:
+        cfg = self.cfg
+        observed: dict[str, tuple[InterfaceAddress, ...]] = {}
+        for ifname in stale_vip_interfaces(cfg, self._loopback_vips):
+            try:
+                observed[ifname] = await self._addresses.list(ifname)
+            except AddressError as exc:  # a missing dev: the instance reports it later
+                self.log.debug("not checking %s for stale VIPs: %s", ifname, exc)
+        for a in stale_vips(cfg, observed, loopback=self._loopback_vips):
+            self.log.warning(
+                "removing stale VIP %s/%d from %s left by an earlier run",
+                a.address, a.prefixlen, a.ifname,
+            )
+            try:
+                await self._addresses.remove(a.ifname, a.address, a.prefixlen)
+            except AddressError as exc:
+                self.log.error(
+                    "cannot remove stale VIP %s/%d from %s: %s (remove it by hand: "
+                    "ip addr del %s/%d dev %s)", a.address, a.prefixlen, a.ifname, exc,
+                    a.address, a.prefixlen, a.ifname,
+                )
 
     async def stop(self) -> None:
         """Leave cleanly: a master sends priority 0 and removes its addresses."""

@@ -11,11 +11,12 @@ SIGHUP reloads (an invalid file is logged and the running config kept untouched)
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hashlib
 import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,10 @@ from mailha.metrics import Metrics, MetricsServer
 from mailha.net.addresses import Addresses
 from mailha.net.links import LinkWatcher
 from mailha.notify import Notifier
+from mailha.optional import OptionalPart
 from mailha.sdnotify import Notifier as SdNotifier
 from mailha.sdnotify import watchdog_interval
+from mailha.tasks import bounded, cancel_and_wait
 from mailha.vrrp.driver import InstanceDriver
 from mailha.vrrp.events import State
 from mailha.vrrp.track import ScriptRunner, instance_tracking
@@ -39,11 +42,30 @@ if TYPE_CHECKING:  # imported lazily at run time: only nodes with virtual server
 
 log = logging.getLogger("mailha")
 
+#: How often the supervisor looks at the critical tasks (and feeds the watchdog).
+SUPERVISE_INTERVAL = 0.5
+#: Exit status when a critical task died: systemd's Restart=on-failure starts us again.
+EXIT_TASK_DIED = 1
 
-class ReloadRejected(Exception):
-    def __init__(self, message: str, diagnostics: list[Diagnostic]) -> None:
-        super().__init__(message)
-        self.diagnostics = diagnostics
+
+def file_digest(path: Path) -> str | None:
+    """SHA-256 of the file as it is now, to name the configuration a node runs."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def task_death(task: asyncio.Task[Any]) -> str | None:
+    """Why a task that should run for ever is not running, or None while it runs."""
+    if not task.done():
+        return None
+    if task.cancelled():
+        return "was cancelled"
+    exc = task.exception()
+    if exc is None:
+        return "returned"
+    return f"raised {type(exc).__name__}: {exc}"
 
 
 async def load_for_serve(
@@ -68,6 +90,9 @@ class Node:
 
     def __init__(self, config: Config, *, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.config_digest = file_digest(config.source)
+        self.config_loaded_at = time.time()
+        self.last_reload: dict[str, Any] | None = None
         self.metrics = metrics or Metrics()
         self.addresses = Addresses()
         self.notifier = Notifier()
@@ -78,8 +103,13 @@ class Node:
         self.lvs: LvsManager | None = None  # when virtual servers (or a sync daemon) exist
         self.metrics_server: MetricsServer | None = None
         self.control: ControlServer | None = None
+        self.optional: list[OptionalPart] = []
         self.started_at = time.time()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.failure: str | None = None  # why a critical task died; the daemon then exits
+        self.failed = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._link_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._stopped = asyncio.Event()
         self._reload_lock = asyncio.Lock()
 
@@ -98,7 +128,8 @@ class Node:
             self.metrics.vrrp_track_interface_up.labels(name).set(
                 1 if self.link_up.get(name) else 0
             )
-        self._tasks.append(asyncio.create_task(self._watch_links(), name="link watch"))
+        self._link_task = asyncio.create_task(self._watch_links(), name="link watch")
+        self._tasks.append(self._link_task)
         tracked = {t.name for i in cfg.vrrp_instances for t in i.track_script}
         self.scripts = ScriptRunner(
             [s for s in cfg.vrrp_scripts if s.name in tracked],
@@ -126,6 +157,7 @@ class Node:
             await self.lvs.initial_reconcile()
 
     async def _start_operations(self) -> None:
+        """The metrics endpoint and the control socket: wanted, but never at VRRP's cost."""
         cfg = self.config
         if cfg.metrics.enabled:
             refresh = None
@@ -133,50 +165,115 @@ class Node:
                 async def refresh() -> None:
                     if self.lvs is not None:
                         await self.lvs.refresh_stats()
-            self.metrics_server = MetricsServer(
-                self.metrics, str(cfg.metrics.listen), cfg.metrics.port, refresh
-            )
-            await self.metrics_server.start()
-            log.info("metrics on http://%s:%d/metrics", cfg.metrics.listen,
-                     self.metrics_server.port)
-        self.control = ControlServer(cfg.control.socket, status=self.status, reload=self.reload)
-        await self.control.start()
+            server = MetricsServer(self.metrics, str(cfg.metrics.listen), cfg.metrics.port,
+                                   refresh)
+            self.metrics_server = server
+
+            async def start_metrics() -> None:
+                await server.start()
+                log.info("metrics on http://%s:%d/metrics", cfg.metrics.listen, server.port)
+
+            await self._optional(f"metrics endpoint {cfg.metrics.listen}:{cfg.metrics.port}",
+                                 "metrics", start_metrics, server.close)
+        control = ControlServer(cfg.control.socket, status=self.status, reload=self.reload)
+        self.control = control
+        await self._optional(f"control socket {cfg.control.socket}", "control",
+                             control.start, control.close)
+
+    async def _optional(self, name: str, component: str, start: Callable[[], Any],
+                        close: Callable[[], Any]) -> None:
+        gauge = self.metrics.component_up.labels(component)
+        part = OptionalPart(name, start, close, on_change=lambda up: gauge.set(1 if up else 0))
+        self.optional.append(part)
+        await part.open()
 
     async def stop(self) -> None:
-        """Stop everything; safe to call twice."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        log.info("stopping")
-        # VRRP first: the priority-0 advert lets the peer take over at once.
-        for driver in self.instances.values():
-            try:
-                await asyncio.wait_for(driver.stop(), timeout=5)
-            except Exception:
-                log.exception("stopping instance %s", driver.cfg.name)
-        if self.scripts is not None:
-            await self.scripts.stop()
-        if self.lvs is not None:
-            try:
-                await asyncio.wait_for(self.lvs.stop(), timeout=30)
-            except Exception:
-                log.exception("stopping the LVS manager")
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.links is not None:
-            self.links.close()
-        await self.notifier.close(grace=5)
-        if self.control is not None:
-            await self.control.close()
-        if self.metrics_server is not None:
-            await self.metrics_server.close()
-        self.addresses.close()
+        """Stop everything, each step bounded; never raises. Safe to call twice.
 
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
+        Order: VRRP first (the priority-0 advert lets the peer take over at once), then
+        track scripts, then the LVS side (lo and sysctls, checks, the kernel table), then
+        the rest. A step that fails or overruns is logged and the next one still runs:
+        a stop that skipped the IPVS withdrawal would leave mail going to this node.
+        """
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        log.info("stopping")
+        try:
+            async with asyncio.timeout(10):  # let a reload in progress finish first
+                await self._reload_lock.acquire()
+        except TimeoutError:
+            log.error("a reload is still running after 10s; stopping anyway")
+        for name, driver in list(self.instances.items()):
+            await bounded(driver.stop(), within=5, what=f"stopping VRRP instance {name}")
+        if self.scripts is not None:
+            await bounded(self.scripts.stop(), within=5, what="stopping track scripts")
+        if self.lvs is not None:
+            await bounded(self.lvs.stop(), within=30, what="stopping the LVS manager")
+        await cancel_and_wait(self._tasks, within=3, what="daemon tasks")
+        if self.links is not None:
+            try:
+                self.links.close()
+            except Exception as exc:
+                log.warning("closing the link watcher: %s", exc)
+        await bounded(self.notifier.close(grace=5), within=7, what="notify scripts")
+        for part in self.optional:
+            await bounded(part.close(), within=3, what=f"closing the {part.name}")
+        try:
+            self.addresses.close()
+        except Exception as exc:
+            log.warning("closing the address socket: %s", exc)
+        self._stopped.set()
+
+    # ------------------------------------------------------------------ supervision
+
+    def critical_tasks(self) -> list[asyncio.Task[Any]]:
+        """Tasks without which the node does not do its job: one dying is fatal."""
+        tasks: list[asyncio.Task[Any]] = []
+        if self._link_task is not None:
+            tasks.append(self._link_task)
+        for driver in self.instances.values():
+            tasks.extend(driver.tasks)
+        if self.scripts is not None:
+            tasks.extend(self.scripts.tasks)
+        if self.lvs is not None:
+            tasks.extend(self.lvs.tasks)
+        return tasks
+
+    def check_tasks(self) -> bool:
+        """True if every critical task runs; otherwise log, count, and fail the node."""
+        if self._stopping or self._reload_lock.locked() or self.failure is not None:
+            return self.failure is None
+        dead = [(t, why) for t in self.critical_tasks() if (why := task_death(t)) is not None]
+        for task, why in dead:
+            exc = None if task.cancelled() else task.exception()
+            log.critical("critical task %r %s; stopping so that the service manager restarts "
+                         "mailha", task.get_name(), why, exc_info=exc)
+        if dead:
+            self.fail(f"task {dead[0][0].get_name()!r} {dead[0][1]}")
+            return False
+        return True
+
+    def fail(self, reason: str) -> None:
+        """The node cannot do its job: stop feeding the watchdog, stop, exit non-zero."""
+        if self.failure is None:
+            self.failure = reason
+            self.failed.set()
+
+    async def supervise(self, watchdog: Callable[[], object] | None = None,
+                        interval: float = SUPERVISE_INTERVAL) -> None:
+        """Check the critical tasks every ``interval``; feed ``watchdog`` only while healthy.
+
+        The watchdog ping comes from the event loop itself, so a wedged loop is caught by
+        systemd too; a dead task is caught here.
+        """
+        while not self._stopping:
+            if not self.check_tasks():
+                return
+            if watchdog is not None:
+                watchdog()
+            await asyncio.sleep(interval)
 
     # ------------------------------------------------------------------ tracking
 
@@ -229,6 +326,12 @@ class Node:
             "version": __version__,
             "router_id": self.config.global_.router_id,
             "config": str(self.config.source),
+            "config_sha256": self.config_digest,
+            "config_loaded_at": self.config_loaded_at,
+            "config_file_changed": file_digest(self.config.source) != self.config_digest,
+            "last_reload": self.last_reload,
+            "components": {p.name: p.describe() for p in self.optional},
+            "failure": self.failure,
             "uptime": round(time.time() - self.started_at, 1),
             "instances": instances,
             "scripts": self.scripts.states() if self.scripts else {},
@@ -240,33 +343,74 @@ class Node:
         return reply
 
     async def reload(self) -> dict[str, Any]:
-        """Re-read the config file; keep running the old one if the new one is invalid."""
+        """Re-read the config file and apply it completely, or keep the running one.
+
+        Never raises (but for cancellation): every outcome is logged, counted, and
+        recorded for ``mailha status``. A file that does not load is not applied at all;
+        a failure while applying rolls back to the configuration that ran before; if the
+        rollback fails too, the node's state is unknown and it fails (exits non-zero).
+        """
         async with self._reload_lock:
             path = self.config.source
+            digest = file_digest(path)
             self.metrics.config_last_reload_seconds.set_to_current_time()
             try:
                 new, warnings = await load_for_serve(path, self.addresses)
             except ConfigError as exc:
-                self.metrics.config_reloads.labels("failure").inc()
-                self.metrics.config_last_reload_successful.set(0)
                 log.error("reload of %s rejected; still running the previous configuration:",
                           path)
                 for d in exc.diagnostics:
                     log.error("  %s", d)
-                return {"ok": False, "error": f"{path} is invalid; kept the running configuration",
-                        "diagnostics": [str(d) for d in exc.diagnostics]}
-            except OSError as exc:
-                self.metrics.config_reloads.labels("failure").inc()
-                self.metrics.config_last_reload_successful.set(0)
-                log.error("reload: cannot read %s: %s; kept the running configuration", path, exc)
-                return {"ok": False, "error": f"cannot read {path}: {exc}", "diagnostics": []}
+                return self._reload_failed(f"{path} is invalid; kept the running configuration",
+                                           [str(d) for d in exc.diagnostics])
+            except Exception as exc:  # OSError, or a loader bug: never take the daemon down
+                log.error("reload: cannot load %s: %s; kept the running configuration",
+                          path, exc, exc_info=not isinstance(exc, OSError))
+                return self._reload_failed(f"cannot load {path}: {exc}; kept the running "
+                                           "configuration", [])
             for d in warnings:
                 log.warning("%s", d)
-            message = await self._apply(new)
+            old = self.config
+            try:
+                message = await self._apply(new)
+            except Exception as exc:
+                log.error("reload: applying %s failed: %s; restoring the previous "
+                          "configuration", path, exc, exc_info=exc)
+                try:
+                    self.config = new
+                    await self._apply(old)
+                except Exception as again:
+                    log.critical("reload: restoring the previous configuration failed too: "
+                                 "%s", again, exc_info=again)
+                    self.fail(f"reload left the node half-configured: {again}")
+                    return self._reload_failed(
+                        f"applying {path} failed ({exc}) and so did the rollback ({again}); "
+                        "mailha is stopping so that it restarts cleanly", [])
+                self.config = old
+                return self._reload_failed(
+                    f"applying {path} failed: {exc}; the previous configuration is in force",
+                    [])
+            self.config_digest = digest
+            self.config_loaded_at = time.time()
             self.metrics.config_reloads.labels("success").inc()
             self.metrics.config_last_reload_successful.set(1)
+            self.last_reload = {"ok": True, "at": time.time(), "message": message}
             log.info("reloaded %s: %s", path, message)
             return {"ok": True, "message": message}
+
+    def _reload_failed(self, error: str, diagnostics: list[str]) -> dict[str, Any]:
+        self.metrics.config_reloads.labels("failure").inc()
+        self.metrics.config_last_reload_successful.set(0)
+        self.last_reload = {"ok": False, "at": time.time(), "error": error}
+        return {"ok": False, "error": error, "diagnostics": diagnostics}
+
+    async def reload_notifying(self, sd: SdNotifier) -> None:
+        """SIGHUP: RELOADING=1, reload, and READY=1 again whatever happened."""
+        sd.reloading()
+        try:
+            await self.reload()
+        finally:
+            sd.ready("running" if self.failure is None else f"failed: {self.failure}")
 
     async def _apply(self, new: Config) -> str:
         """Apply a validated config: restart only the parts whose settings changed."""
@@ -315,14 +459,25 @@ class Node:
             if self.lvs is None and (new.virtual_servers or new.global_.lvs_sync_daemon):
                 from mailha.lvs.manager import LvsManager
 
-                self.lvs = LvsManager(new, metrics=self.metrics, addresses=self.addresses)
-                await self.lvs.start()
+                lvs = LvsManager(new, metrics=self.metrics, addresses=self.addresses)
+                try:
+                    await lvs.start()
+                except BaseException:
+                    await bounded(lvs.stop(), within=30, what="undoing a failed LVS start")
+                    raise
+                self.lvs = lvs
                 for name, driver in self.instances.items():
-                    self.lvs.instance_state(name, driver.state)
-                await self.lvs.initial_reconcile()
+                    lvs.instance_state(name, driver.state)
+                await lvs.initial_reconcile()
             elif self.lvs is not None:
                 await self.lvs.reconfigure(new)
             changed.append("virtual servers updated")
+        if old.metrics != new.metrics or old.control != new.control:
+            for part in self.optional:
+                await bounded(part.close(), within=3, what=f"closing the {part.name}")
+            self.optional.clear()
+            await self._start_operations()
+            changed.append("metrics and control socket restarted")
         return "; ".join(changed) or "applied"
 
 
@@ -351,13 +506,7 @@ async def _serve(path: Path) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     def on_hup() -> None:
-        async def run() -> None:
-            sd.reloading()
-            await node.reload()
-            sd.ready("running")
-
-        task = loop.create_task(run())
-        node._tasks.append(task)
+        node._tasks.append(loop.create_task(node.reload_notifying(sd), name="reload"))
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
@@ -369,16 +518,20 @@ async def _serve(path: Path) -> int:
     log.info("mailha %s running with %s", __version__, path)
     sd.ready("running")
     interval = watchdog_interval()
-    if interval:
-        async def watchdog() -> None:
-            while True:
-                sd.watchdog()
-                await asyncio.sleep(interval)
-
-        node._tasks.append(loop.create_task(watchdog(), name="watchdog"))
-    await stop.wait()
+    node._tasks.append(loop.create_task(
+        node.supervise(sd.watchdog if interval else None,
+                       min(interval or SUPERVISE_INTERVAL, SUPERVISE_INTERVAL)),
+        name="supervisor"))
+    stopped = asyncio.ensure_future(stop.wait())
+    failed = asyncio.ensure_future(node.failed.wait())
+    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
     sd.stopping()
     await node.stop()
+    if node.failure is not None:
+        log.error("stopped after a failure: %s", node.failure)
+        return EXIT_TASK_DIED
     log.info("stopped")
     return 0
 

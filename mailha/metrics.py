@@ -199,6 +199,10 @@ class Metrics:
         self.start_time = Gauge(
             "mailha_start_time_seconds", "When the daemon started (Unix time)", registry=r)
         self.start_time.set_to_current_time()
+        self.component_up = Gauge(
+            "mailha_component_up",
+            "1 while a non-critical part (metrics, control socket) works; 0 while it is "
+            "unavailable and being retried", ["component"], registry=r)
         self.config_last_reload_successful.set(1)
         for result in ("success", "failure"):
             self.config_reloads.labels(result)

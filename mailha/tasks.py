@@ -3,7 +3,7 @@
 On 3.11, ``asyncio.wait_for`` returns the inner result and drops a cancellation that
 arrives as the inner future completes (CPython gh-86296, fixed in 3.12). aiosmtplib
 calls it while connecting and while reading each reply, so one ``task.cancel()`` of a
-task running SMTP checks is lost often enough to matter (18–43 % of random stops
+task running SMTP checks is lost often enough to matter (18-43 % of random stops
 measured on 3.11.7): the task goes on looping, and whatever awaits it (a TaskGroup,
 the daemon's stop) hangs.
 
@@ -38,9 +38,9 @@ def stop_requested() -> bool:
 
 
 async def cancel_and_wait(
-    tasks: Iterable[asyncio.Task[Any]], *, timeout: float, what: str = "tasks"
+    tasks: Iterable[asyncio.Task[Any]], *, within: float, what: str = "tasks"
 ) -> set[asyncio.Task[Any]]:
-    """Cancel ``tasks`` until every one is done or ``timeout`` expires.
+    """Cancel ``tasks`` until every one is done or ``within`` seconds have passed.
 
     Returns the tasks still running at the deadline (empty when all stopped), after
     logging them: the caller decides whether going on without them is safe. Exceptions
@@ -50,7 +50,7 @@ async def cancel_and_wait(
     tasks = list(tasks)
     pending = {t for t in tasks if not t.done()}
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while pending:
         for task in pending:
             task.cancel()
@@ -63,13 +63,13 @@ async def cancel_and_wait(
             log.error("%s ended with an error while stopping", task.get_name(),
                       exc_info=task.exception())
     if pending:
-        log.error("%s did not stop within %gs: %s", what, timeout,
+        log.error("%s did not stop within %gs: %s", what, within,
                   ", ".join(sorted(t.get_name() for t in pending)))
     return pending
 
 
-async def bounded(coro: Coroutine[Any, Any, T], *, timeout: float, what: str) -> T | None:
-    """Run ``coro`` for at most ``timeout`` seconds; on expiry cancel it for certain.
+async def bounded(coro: Coroutine[Any, Any, T], *, within: float, what: str) -> T | None:
+    """Run ``coro`` for at most ``within`` seconds; on expiry cancel it for certain.
 
     Unlike 3.11's ``wait_for``, a coroutine that swallows one cancellation cannot hold
     the caller: it is re-cancelled (for one more second at most) and then abandoned.
@@ -78,13 +78,13 @@ async def bounded(coro: Coroutine[Any, Any, T], *, timeout: float, what: str) ->
     """
     task = asyncio.ensure_future(coro)
     try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
+        done, _ = await asyncio.wait({task}, timeout=within)
     except asyncio.CancelledError:
-        await cancel_and_wait({task}, timeout=1.0, what=what)
+        await cancel_and_wait({task}, within=1.0, what=what)
         raise
     if not done:
-        log.error("%s did not finish within %gs; cancelling it", what, timeout)
-        await cancel_and_wait({task}, timeout=1.0, what=what)
+        log.error("%s did not finish within %gs; cancelling it", what, within)
+        await cancel_and_wait({task}, within=1.0, what=what)
         return None
     if task.cancelled():
         log.error("%s was cancelled", what)

@@ -129,18 +129,18 @@ class CheckScheduler:
             done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:
             self._stopping = True
-            await cancel_and_wait(self._tasks, timeout=STOP_TIMEOUT, what="health checks")
+            await cancel_and_wait(self._tasks, within=STOP_TIMEOUT, what="health checks")
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
 
-    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop every checker: no check starts after this returns (bounded by ``timeout``)."""
+    async def stop(self, within: float = STOP_TIMEOUT) -> None:
+        """Stop every checker: no check starts after this returns (bounded by ``within``)."""
         self._stopping = True
         tasks: set[asyncio.Task[Any]] = set(self._tasks)
         if self._runner is not None and self._runner is not asyncio.current_task():
             tasks.add(self._runner)
-        await cancel_and_wait(tasks, timeout=timeout, what="health checks")
+        await cancel_and_wait(tasks, within=within, what="health checks")
 
     @property
     def stopping(self) -> bool:

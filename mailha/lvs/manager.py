@@ -104,6 +104,11 @@ class LvsManager:
         self._start_checks()
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="ipvs reconcile"))
 
+    @property
+    def tasks(self) -> tuple[asyncio.Task[None], ...]:
+        """The reconcile loop and the check scheduler, for the daemon's supervisor."""
+        return tuple(self._tasks)
+
     async def initial_reconcile(self) -> None:
         """Wait (bounded) for the first reconcile, so READY means the table is right."""
         self._dirty.set()
@@ -119,7 +124,7 @@ class LvsManager:
         await self._release_dr_role()
         log.debug("stopping health checks")
         await self._stop_checks()
-        await cancel_and_wait(self._tasks, timeout=STOP_TIMEOUT, what="IPVS reconcile")
+        await cancel_and_wait(self._tasks, within=STOP_TIMEOUT, what="IPVS reconcile")
         self._tasks.clear()
         log.debug("withdrawing IPVS services")
         if self.nl is not None:
@@ -137,7 +142,7 @@ class LvsManager:
             self.nl = None
         if self._background:
             _, late = await asyncio.wait(set(self._background), timeout=5)
-            await cancel_and_wait(late, timeout=1, what="notify scripts")
+            await cancel_and_wait(late, within=1, what="notify scripts")
 
     async def _release_dr_role(self) -> None:
         for vip in sorted(self._lo_vips, key=str):
@@ -285,7 +290,7 @@ class LvsManager:
             return
         await self._scheduler.stop()
         checks = [t for t in self._tasks if t.get_name() == "checks"]
-        await cancel_and_wait(checks, timeout=STOP_TIMEOUT, what="health checks")
+        await cancel_and_wait(checks, within=STOP_TIMEOUT, what="health checks")
         for task in checks:
             self._tasks.remove(task)
         for svc in self.health:

@@ -15,7 +15,6 @@ dropped; nothing a peer sends can raise out of the receive loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Callable, Collection
@@ -28,6 +27,7 @@ from mailha.net import arp
 from mailha.net.addresses import AddressError, Addresses, InterfaceAddress
 from mailha.net.vrrp_socket import Received, VrrpSocket, VrrpSocketError
 from mailha.notify import Notifier, NotifyScripts, NotifyState
+from mailha.tasks import cancel_and_wait
 from mailha.vrrp.events import (
     Action,
     AddVips,
@@ -57,6 +57,9 @@ StateListener = Callable[[str, State], None]
 Scope = Literal["global", "site", "link", "host", "nowhere"]
 
 #: What the receive path drops packets for: the codec's §7.1 checks, then the instance's.
+#: Bound on stopping the instance's loops once its last actions are done.
+STOP_TIMEOUT = 2.0
+
 RECEIVE_ERROR_REASONS = (
     *sorted(DECODE_ERROR_REASONS), "not_peer", "auth", "ip_header", "interval_mismatch",
     "internal",
@@ -166,6 +169,11 @@ class InstanceDriver:
         return self._machine.priority if self._machine is not None else self.cfg.priority
 
     @property
+    def tasks(self) -> tuple[asyncio.Task[None], ...]:
+        """The actions and receive loops, for the daemon's supervisor."""
+        return tuple(self._tasks)
+
+    @property
     def machine(self) -> VrrpMachine | None:
         return self._machine
 
@@ -241,12 +249,14 @@ class InstanceDriver:
         if self._timer is not None:
             self._timer.cancel()
         self._submit(self._machine.shutdown(self._loop.time()))
-        await self._queue.join()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        worker = self._tasks[0] if self._tasks else None
+        if worker is not None and not worker.done():
+            # The actions (priority-0 advert, VIP removal) run on the worker; wait for
+            # them, or for the worker's death, whichever comes first.
+            joined = asyncio.ensure_future(self._queue.join())
+            await asyncio.wait({joined, worker}, return_when=asyncio.FIRST_COMPLETED)
+            await cancel_and_wait({joined}, within=1.0, what="VRRP action queue")
+        await cancel_and_wait(self._tasks, within=STOP_TIMEOUT, what=f"VRRP {self.cfg.name}")
         if self._socket is not None:
             self._socket.close()
             self._socket = None

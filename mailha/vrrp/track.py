@@ -9,14 +9,17 @@ and a run is killed after ``timeout`` (keepalived's default: the interval).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
 from mailha.config.model import VrrpInstance, VrrpScript
 from mailha.metrics import Metrics
 from mailha.procs import ScriptError, run_script
+from mailha.tasks import cancel_and_wait, stop_requested
 from mailha.vrrp.tracking import EffectivePriority, ScriptTracker, Tracked, effective_priority
+
+#: Bound on stopping the script loops; the runner kills a script's process group itself.
+STOP_TIMEOUT = 3.0
 
 log = logging.getLogger("mailha.track")
 
@@ -65,6 +68,7 @@ class ScriptRunner:
         self._metrics = metrics
         self._on_change = on_change
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     def state(self, name: str) -> bool | None:
         return self._trackers[name].ok
@@ -77,12 +81,15 @@ class ScriptRunner:
             task = asyncio.create_task(self._loop(script), name=f"vrrp_script {script.name}")
             self._tasks.append(task)
 
+    @property
+    def tasks(self) -> tuple[asyncio.Task[None], ...]:
+        """The script loops, for the daemon's supervisor."""
+        return tuple(self._tasks)
+
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop every script loop for certain (a running script is killed by its runner)."""
+        self._stopping = True
+        await cancel_and_wait(self._tasks, within=STOP_TIMEOUT, what="vrrp_script loops")
         self._tasks.clear()
 
     async def run_once(self, script: VrrpScript) -> bool:
@@ -117,7 +124,7 @@ class ScriptRunner:
 
     async def _loop(self, script: VrrpScript) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping and not stop_requested():
             started = loop.time()
             try:
                 await self.run_once(script)

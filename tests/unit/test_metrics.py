@@ -75,6 +75,7 @@ def test_render_has_every_family_with_its_type() -> None:
         "mailha_config_last_reload_successful": "gauge",
         "mailha_config_last_reload_timestamp_seconds": "gauge",
         "mailha_start_time_seconds": "gauge",
+        "mailha_component_up": "gauge",
         "mailha_ipvs_connections": "counter",
         "mailha_ipvs_incoming_packets": "counter",
         "mailha_ipvs_outgoing_packets": "counter",

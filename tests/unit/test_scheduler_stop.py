@@ -78,7 +78,7 @@ async def test_cancelling_run_at_random_moments_always_stops(smtp_port: int) -> 
         run.cancel()  # one cancellation, as LvsManager and a TaskGroup would send
         done, _ = await asyncio.wait({run}, timeout=STOP_BOUND)
         if not done:
-            await cancel_and_wait({run}, timeout=5)
+            await cancel_and_wait({run}, within=5)
             pytest.fail(f"stop #{attempt} hung: the scheduler ignored its cancellation "
                         f"after {scheduler.stats.checks} checks")
         assert run.cancelled() or run.exception() is None
@@ -89,9 +89,11 @@ async def test_cancelling_run_at_random_moments_always_stops(smtp_port: int) -> 
 async def test_stop_method_stops_and_runs_no_check_after(smtp_port: int) -> None:
     scheduler = CheckScheduler(_services(smtp_port), lambda _s, _u: None)
     run = asyncio.create_task(scheduler.run(), name="checks")
-    while scheduler.stats.checks < 20:
+    for _ in range(5000):
+        if scheduler.stats.checks >= 20:
+            break
         await asyncio.sleep(0.001)
-    await scheduler.stop(timeout=STOP_BOUND)
+    await scheduler.stop(within=STOP_BOUND)
     assert run.done()
     after = scheduler.stats.checks
     await asyncio.sleep(0.05)

@@ -135,6 +135,11 @@ class Metrics:
             "mailha_vrrp_receive_errors",
             "Received packets dropped, by RFC 5798 section 7.1 check or peer filter",
             ["interface", "reason"], registry=r)
+        self.vrrp_receive_dropped = Counter(
+            "mailha_vrrp_receive_dropped",
+            "Packets the kernel dropped because the VRRP socket's receive queue was full "
+            "(SO_RXQ_OVFL); any of them may have been a real advert",
+            ["vrrp_instance", "interface"], registry=r)
         self.vrrp_track_script_up = Gauge(
             "mailha_vrrp_track_script_up", "Debounced result of a vrrp_script (1 ok)", ["script"],
             registry=r)

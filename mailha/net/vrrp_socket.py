@@ -18,31 +18,46 @@ What each socket does (a subset of keepalived's vrrp.c/vrrp_scheduler.c socket s
   interface's primary address), which also makes the kernel drop protocol-112 packets
   that are not addressed to us;
 * IPv4 reception includes the IP header, parsed here for TTL and addresses;
-  IPv6 reception gets hop limit and destination from ancillary data.
+  IPv6 reception gets hop limit and destination from ancillary data;
+* unicast mode, both families: a classic BPF filter (``SO_ATTACH_FILTER``, built by
+  :mod:`mailha.net.bpf`) drops in the kernel every packet whose IP source is not a
+  configured peer, so a junk flood from elsewhere costs neither queue space nor a
+  system call.  Multicast mode has no filter: any router on the segment may speak;
+* a receive buffer sized on purpose (:data:`RECEIVE_BUFFER`, ``SO_RCVBUFFORCE`` when
+  allowed) and ``SO_RXQ_OVFL``, so the packets the kernel still drops because the
+  queue was full are reported to the caller (:attr:`Received.dropped`) and counted.
 
-What remains for the caller: the socket sees *every* VRRP packet on the link (all
-VRIDs, any sender).  Filtering by VRID, by configured peer and by ``dst`` (e.g.
-multicast mode ignoring unicast adverts) happens above, in the VRRP instance.
+What remains for the caller: the socket sees every VRRP packet from the peers (all
+VRIDs), or from anyone in multicast mode.  Filtering by VRID, by configured peer (again:
+the filter is not attached on kernels that refuse it) and by ``dst`` (e.g. multicast
+mode ignoring unicast adverts) happens above, in the VRRP instance.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import logging
 import socket
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import TracebackType
 
+from mailha.net import bpf
+
 __all__ = [
     "IPPROTO_VRRP",
+    "RECEIVE_BUFFER",
     "VRRP_GROUP_V4",
     "VRRP_GROUP_V6",
     "Received",
     "VrrpSocket",
     "VrrpSocketError",
+    "drops_since",
+    "kernel_drops",
 ]
 
 IPAddress = IPv4Address | IPv6Address
@@ -59,9 +74,26 @@ VRRP_TOS = 0xC0
 IP_PKTINFO = 8
 IP_MULTICAST_ALL = 49
 IPV6_MULTICAST_ALL = 29
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+SO_RXQ_OVFL = 40
+
+#: Bytes asked for the receive queue.  The kernel doubles the figure and charges each
+#: queued packet its buffer's true size, not its length: ~0.8 KiB for a small packet on
+#: a veth, up to ~2-4 KiB on NICs that receive into page fragments.  1 MiB thus holds
+#: roughly 500-2,500 adverts: several seconds of every peer of even a large
+#: configuration, and enough to ride out a stall of the event loop (a slow netlink
+#: call, a fork) while junk that passed the filter keeps arriving.  Larger buys
+#: nothing under a sustained flood (the queue is full either way, and a real advert
+#: then waits behind it), smaller loses adverts to bursts.  The system default
+#: (``net.core.rmem_default``, usually 208 KiB) holds only ~250 small packets.
+RECEIVE_BUFFER = 1 << 20
 
 _RECV_BUFSIZE = 65535
-_CMSG_SPACE = socket.CMSG_SPACE(32) * 3
+_CMSG_SPACE = socket.CMSG_SPACE(32) * 4
+_DRAIN_LIMIT = 100_000
+
+log = logging.getLogger("mailha.net.vrrp_socket")
 
 
 class VrrpSocketError(Exception):
@@ -79,7 +111,10 @@ class Received:
 
     ``payload`` is what followed the IP header (the VRRP packet, or garbage).  ``dst``,
     ``ttl`` (hop limit for IPv6) and ``ifindex`` are ``None`` only when the kernel did
-    not provide them or the IPv4 header was unreadable.
+    not provide them or the IPv4 header was unreadable.  ``dropped`` is how many packets
+    the kernel discarded on this socket, queue full, since the previous packet was
+    received (``SO_RXQ_OVFL``): a count the caller exports, because each could have
+    been a real advert.
     """
 
     payload: bytes
@@ -87,6 +122,7 @@ class Received:
     dst: IPAddress | None
     ttl: int | None
     ifindex: int | None
+    dropped: int = 0
 
 
 class VrrpSocket:
@@ -102,6 +138,7 @@ class VrrpSocket:
         src: IPAddress,
         peers: tuple[IPAddress, ...],
         multicast: bool,
+        filtered: bool = False,
     ) -> None:
         self._sock = sock
         self.family = family
@@ -110,6 +147,11 @@ class VrrpSocket:
         self.src = src
         self.peers = peers
         self.multicast = multicast
+        #: True when the kernel drops non-peer packets (unicast mode, filter attached).
+        self.filtered = filtered
+        #: The receive queue's size as the kernel reports it (already doubled).
+        self.receive_buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self._drops_seen = 0
         self._loop = asyncio.get_running_loop()
         self._pktinfo = _pktinfo_cmsg(family, ifindex, src) if multicast else None
         self._waiter: asyncio.Future[None] | None = None
@@ -161,7 +203,13 @@ class VrrpSocket:
         except PermissionError:
             raise VrrpSocketError("cannot open a raw socket: needs CAP_NET_RAW") from None
         try:
+            # First, so that as little as possible is queued unfiltered; what was
+            # queued before it is drained below.
+            filtered = _attach_peer_filter(sock, peers)
             _configure(sock, af, ifname, ifindex, src, multicast)
+            _size_receive_buffer(sock)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+            _drain(sock)
         except OSError as exc:
             sock.close()
             raise VrrpSocketError(_explain_setup(exc, ifname, src), exc.errno) from None
@@ -169,7 +217,7 @@ class VrrpSocket:
             sock.close()
             raise
         return cls(sock, family=af, ifname=ifname, ifindex=ifindex, src=src,
-                   peers=tuple(peers), multicast=multicast)
+                   peers=tuple(peers), multicast=multicast, filtered=filtered)
 
     async def __aenter__(self) -> VrrpSocket:
         return self
@@ -236,8 +284,16 @@ class VrrpSocket:
                 raise VrrpSocketError(f"VRRP receive on {self.ifname} failed: {exc}",
                                       exc.errno) from None
             if self.family == socket.AF_INET:
-                return _decode_v4(data, ancdata, addr)
-            return _decode_v6(data, ancdata, addr)
+                received = _decode_v4(data, ancdata, addr)
+            else:
+                received = _decode_v6(data, ancdata, addr)
+            total = kernel_drops(ancdata)
+            if total is not None:
+                dropped = drops_since(self._drops_seen, total)
+                self._drops_seen = total
+                if dropped:
+                    received = replace(received, dropped=dropped)
+            return received
 
     def close(self) -> None:
         """Close the socket; a pending :meth:`recv` raises :class:`VrrpSocketError`."""
@@ -312,6 +368,64 @@ def _configure(
         else:
             scope = ifindex if src.is_link_local else 0
             sock.bind((str(src), 0, 0, scope))
+
+
+def _attach_peer_filter(sock: socket.socket, peers: tuple[IPAddress, ...]) -> bool:
+    """Attach the peer-source filter in unicast mode; False (no filter) otherwise.
+
+    A kernel refusing the program (EINVAL, ENOMEM: e.g. an unusual build or a locked
+    socket) is not fatal: the userspace peer check still applies, only the flood
+    protection is lost, which is logged.
+    """
+    if not peers:
+        return False
+    code = bpf.pack(bpf.peer_source_filter(peers))
+    buf = ctypes.create_string_buffer(code, len(code))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+    fprog = struct.pack("@HP", len(code) // 8, ctypes.addressof(buf))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    except OSError as exc:
+        if exc.errno == errno.EPERM:
+            raise
+        log.warning("cannot attach the VRRP peer filter (%s): non-peer packets will "
+                    "be dropped in userspace only", exc.strerror or exc)
+        return False
+    return True
+
+
+def _size_receive_buffer(sock: socket.socket) -> None:
+    """:data:`RECEIVE_BUFFER`, beyond ``net.core.rmem_max`` when CAP_NET_ADMIN allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+
+def _drain(sock: socket.socket) -> None:
+    """Discard what was queued before the filter was attached (bounded)."""
+    for _ in range(_DRAIN_LIMIT):
+        try:
+            sock.recv(1)
+        except (BlockingIOError, InterruptedError):
+            return
+
+
+def kernel_drops(ancdata: list[tuple[int, int, bytes]]) -> int | None:
+    """The socket's cumulative drop counter from an ``SO_RXQ_OVFL`` message, if any.
+
+    The kernel attaches it only once the counter is non-zero.
+    """
+    for level, kind, value in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
+            count: int = struct.unpack_from("=I", value)[0]
+            return count
+    return None
+
+
+def drops_since(previous: int, current: int) -> int:
+    """Packets dropped between two readings of the kernel's 32-bit counter (it wraps)."""
+    return (current - previous) & 0xFFFFFFFF
 
 
 def _pktinfo_cmsg(af: int, ifindex: int, src: IPAddress) -> tuple[int, int, bytes]:

@@ -9,7 +9,12 @@ the addresses, then announce them" happens in that order even though adding an a
 a netlink round trip.
 
 A packet that fails a check is counted (``mailha_vrrp_receive_errors_total{reason}``) and
-dropped; nothing a peer sends can raise out of the receive loop.
+dropped; nothing a peer sends can raise out of the receive loop.  Packets the kernel
+dropped before we could read them (queue full) are counted too
+(``mailha_vrrp_receive_dropped_total``).  Under a flood the socket always has another
+packet ready, so the receive loop yields to the event loop every
+:data:`RECEIVE_BATCH` packets: otherwise it would never give way, and the timers (a
+master's adverts) and the metrics endpoint would stall for as long as the flood lasts.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ RECEIVE_ERROR_REASONS = (
     *sorted(DECODE_ERROR_REASONS), "not_peer", "auth", "ip_header", "interval_mismatch",
     "internal",
 )
+
+#: Packets handled back to back before the receive loop lets other tasks run.
+RECEIVE_BATCH = 32
 
 _NOTIFY_STATE = {
     State.MASTER: NotifyState.MASTER,
@@ -205,6 +213,11 @@ class InstanceDriver:
         self._metrics.set_vrrp_state(cfg.name, "INIT")
         for reason in RECEIVE_ERROR_REASONS:  # exported at 0, so rates work from the start
             self._metrics.vrrp_receive_errors.labels(cfg.interface, reason)
+        self._metrics.vrrp_receive_dropped.labels(cfg.name, cfg.interface)
+        if self._socket.filtered:
+            self.log.debug("kernel filter: only %s reach the socket (receive buffer %d bytes)",
+                           ", ".join(map(str, self._socket.peers)),
+                           self._socket.receive_buffer)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"vrrp {cfg.name} actions"),
             asyncio.create_task(self._receive(), name=f"vrrp {cfg.name} receive"),
@@ -355,13 +368,20 @@ class InstanceDriver:
 
     async def _receive(self) -> None:
         assert self._socket is not None
+        handled = 0
         while True:
+            handled += 1
+            if handled % RECEIVE_BATCH == 0:
+                await asyncio.sleep(0)  # recv() does not yield while packets are queued
             try:
                 packet = await self._socket.recv()
             except VrrpSocketError as exc:
                 self.log.warning("receive failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
+            if packet.dropped:
+                self._metrics.vrrp_receive_dropped.labels(
+                    self.cfg.name, self.cfg.interface).inc(packet.dropped)
             try:
                 self._handle_packet(packet)
             except Exception:  # a bug must not stop the instance from hearing its peer

@@ -36,7 +36,7 @@ from mailha.net.arp import (
 )
 from mailha.net.links import LinkState, LinkWatcher
 from mailha.net.sysctl import SysctlChanges, SysctlError, conf_key, read_sysctl
-from mailha.net.vrrp_socket import VrrpSocket, VrrpSocketError
+from mailha.net.vrrp_socket import VrrpSocket, VrrpSocketError, drops_since, kernel_drops
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -269,6 +269,82 @@ async def test_vrrp_recv_hands_up_garbage(mhf_pair: Pair) -> None:
             got = await asyncio.wait_for(sb.recv(), 2)
             assert got.payload == junk
             assert got.ttl == 255
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("family", [4, 6])
+async def test_vrrp_peer_filter_keeps_non_peers_out_of_userspace(
+    mhf_pair: Pair, family: int
+) -> None:
+    """The kernel filter: a non-peer's packets never reach recv(), the peer's do.
+
+    The non-peer (a second address on the same link) sends first; without the filter
+    recv() would return its packet.  IPv6 included: its filter reads the source through
+    the network header, which a raw IPv6 socket's payload-only view hides.
+    """
+    p = mhf_pair
+    if family == 4:
+        peer, other, me = p.v4_a, IPv4Address(f"10.{p.net}.0.3"), p.v4_b
+    else:
+        peer, other, me = p.v6_a, IPv6Address(f"fd00:{p.net}::3"), p.v6_b
+    _ip("-n", p.a, "addr", "add", f"{other}/{24 if family == 4 else 64}", "dev", p.if_a,
+        *(["nodad"] if family == 6 else []))
+    async with (
+        _vrrp(p.a, family, p.if_a, peer, (me,), False) as from_peer,
+        _vrrp(p.a, family, p.if_a, other, (me,), False) as from_other,
+        _vrrp(p.b, family, p.if_b, me, (peer,), False) as sb,
+    ):
+        assert sb.filtered and from_peer.filtered
+        for i in range(50):
+            from_other.send(b"junk %d" % i)
+        from_peer.send(b"advert")
+        got = await asyncio.wait_for(sb.recv(), 2)
+        assert (got.payload, got.src) == (b"advert", peer)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sb.recv(), 0.3)
+
+
+@pytest.mark.root
+async def test_vrrp_multicast_socket_has_no_filter(mhf_pair: Pair) -> None:
+    p = mhf_pair
+    async with _vrrp(p.b, 4, p.if_b, None, (), True) as sb:
+        assert not sb.filtered  # any router on the segment may advertise
+
+
+@pytest.mark.root
+async def test_vrrp_kernel_drops_are_reported(mhf_pair: Pair) -> None:
+    """A full receive queue drops packets; SO_RXQ_OVFL lets recv() say how many."""
+    p = mhf_pair
+    async with (
+        _vrrp(p.a, 4, p.if_a, None, (p.v4_b,), False) as sa,
+        _vrrp(p.b, 4, p.if_b, None, (p.v4_a,), False) as sb,
+    ):
+        assert sb.receive_buffer >= 2 * (1 << 20)  # RECEIVE_BUFFER, doubled by the kernel
+        sent = 0
+        for i in range(20_000):  # far more than ~2 MiB of queue holds
+            sa.send(b"\x21\xad" + i.to_bytes(4, "big") * 30)
+            sent += 1
+        received = dropped = 0
+        with contextlib.suppress(TimeoutError):
+            while True:
+                got = await asyncio.wait_for(sb.recv(), 0.3)
+                received += 1
+                dropped += got.dropped
+        # Drops after the last queued packet are reported with the next one.
+        sa.send(b"last")
+        got = await asyncio.wait_for(sb.recv(), 2)
+        received += 1
+        dropped += got.dropped
+        sent += 1
+        assert dropped > 0 and received > 1000
+        assert received + dropped == sent
+
+
+def test_drop_counter_arithmetic() -> None:
+    assert drops_since(10, 15) == 5
+    assert drops_since(0xFFFFFFFE, 3) == 5  # the kernel's counter is 32 bits and wraps
+    assert kernel_drops([]) is None
+    assert kernel_drops([(socket.SOL_SOCKET, 40, struct.pack("=I", 7))]) == 7
 
 
 @pytest.mark.root

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -151,7 +152,9 @@ def render_status(reply: dict[str, Any], out: TextIO) -> None:
         out.write(f"error: {reply.get('error')}\n")
         return
     out.write(f"mailha {reply.get('version', '?')} on {reply.get('router_id', '?')}"
-              f", config {reply.get('config', '?')}\n\n")
+              f", config {reply.get('config', '?')}\n")
+    _render_health(reply, out)
+    out.write("\n")
     out.write("VRRP instances\n")
     for inst in reply.get("instances", []):
         out.write(
@@ -180,3 +183,24 @@ def render_status(reply: dict[str, Any], out: TextIO) -> None:
             f"  {chk['real_server']:<22} {chk['checker']:<11} {state:<5}"
             f" {chk.get('reason', '')}  ({chk.get('age', '?')} s ago)\n"
         )
+
+
+def _render_health(reply: dict[str, Any], out: TextIO) -> None:
+    """What an admin must not miss: a failure, the config in force, parts not running."""
+    if reply.get("failure"):
+        out.write(f"  FAILED: {reply['failure']} (stopping; the service manager restarts it)\n")
+    digest = reply.get("config_sha256")
+    if digest:
+        loaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(reply.get("config_loaded_at")
+                                                                   or 0))
+        out.write(f"  config in force: sha256 {digest[:12]}, loaded {loaded}")
+        if reply.get("config_file_changed"):
+            out.write("; the file on disk differs (edited, or the last reload failed)")
+        out.write("\n")
+    last = reply.get("last_reload")
+    if isinstance(last, dict) and not last.get("ok", True):
+        out.write(f"  last reload FAILED: {last.get('error')}\n")
+    for name, part in sorted((reply.get("components") or {}).items()):
+        if isinstance(part, dict) and not part.get("up"):
+            out.write(f"  {name} UNAVAILABLE: {part.get('error')} (retrying; VRRP and IPVS "
+                      "run without it)\n")

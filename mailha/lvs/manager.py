@@ -52,6 +52,8 @@ log = logging.getLogger("mailha.lvs")
 
 RESYNC_INTERVAL = 5.0
 NOTIFY_TIMEOUT = 30.0
+#: The file, next to the control socket, that keeps the sysctls' originals across a crash.
+SYSCTL_JOURNAL = "sysctl-originals.json"
 #: Bound on stopping the manager's own loops (checks, reconcile) before withdrawing.
 STOP_TIMEOUT = 3.0
 
@@ -77,7 +79,7 @@ class LvsManager:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler: CheckScheduler | None = None
-        self._sysctls = SysctlChanges()
+        self._sysctls = SysctlChanges(config.control.socket.parent / SYSCTL_JOURNAL)
         self._lo_vips: set[IPAddress] = set()
         self._last_desired: Mapping[Any, Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()

@@ -11,19 +11,29 @@ for a ``.`` in the real name, which matters for VLAN interfaces:
 ``net.ipv4.conf.eth0/100.arp_ignore`` is ``/proc/sys/net/ipv4/conf/eth0.100/arp_ignore``;
 :func:`conf_key` builds such names from an interface name.
 
+A crash skips the restore. So that the next run can still put the admin's values back,
+:class:`SysctlChanges` can keep a *journal*: a small JSON file (in the runtime directory,
+next to the control socket) holding the originals, rewritten at every first change and
+removed after a complete restore. A run that finds a journal adopts its originals
+instead of taking the values the crashed run left as the admin's.
+
 Access is a plain read/write of a /proc file: microseconds, so it is done directly on
 the event loop.  ``net.*`` entries belong to the network namespace of the calling task.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 from pathlib import Path
 
 __all__ = [
     "SysctlChanges",
     "SysctlError",
     "conf_key",
+    "read_journal",
     "read_sysctl",
     "sysctl_path",
     "write_sysctl",
@@ -91,9 +101,16 @@ class SysctlChanges:
     first change*; a value the admin changed since then is overwritten, and logged.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Path | None = None) -> None:
         self._originals: dict[str, str] = {}
         self._wanted: dict[str, str] = {}
+        self._journal = journal
+        if journal is not None:
+            self._originals = read_journal(journal)
+            if self._originals:
+                log.warning("an earlier run did not restore its sysctls (crash?); %s keeps "
+                            "the original values, which will be restored at stop: %s", journal,
+                            ", ".join(f"{k}={v}" for k, v in self._originals.items()))
 
     @property
     def changed(self) -> dict[str, str]:
@@ -111,8 +128,10 @@ class SysctlChanges:
         if old == new:
             log.debug("sysctl %s already %s (%s)", name, new, reason)
             return False
+        if name not in self._originals:
+            self._originals[name] = old
+            self._write_journal()
         write_sysctl(name, new)
-        self._originals.setdefault(name, old)
         self._wanted[name] = new
         log.info("set %s %s -> %s (%s)", name, old, new, reason)
         return True
@@ -127,7 +146,7 @@ class SysctlChanges:
             original = self._originals[name]
             try:
                 current = read_sysctl(name)
-                if current != self._wanted[name]:
+                if current != self._wanted.get(name, current):
                     log.warning("sysctl %s was changed behind us to %s; restoring %s anyway",
                                 name, current, original)
                 if current != original:
@@ -138,4 +157,37 @@ class SysctlChanges:
                 errors.append(exc)
         self._originals.clear()
         self._wanted.clear()
+        if self._journal is not None and not errors:
+            with contextlib.suppress(FileNotFoundError):
+                self._journal.unlink()
         return errors
+
+    def _write_journal(self) -> None:
+        """Record the originals before changing anything (atomically: tmp + rename)."""
+        if self._journal is None:
+            return
+        tmp = self._journal.with_name(self._journal.name + ".tmp")
+        try:
+            self._journal.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self._originals, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, self._journal)
+        except OSError as exc:
+            log.warning("cannot write the sysctl journal %s: %s (a crash now would leave "
+                        "the changed values behind)", self._journal, exc)
+
+
+def read_journal(path: Path) -> dict[str, str]:
+    """The originals a crashed run recorded, or {} (a damaged journal is logged, not fatal)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the unreadable sysctl journal %s: %s", path, exc)
+        return {}
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        log.warning("ignoring the sysctl journal %s: not a JSON object of strings", path)
+        return {}
+    return data

@@ -294,3 +294,25 @@ def test_render_status_error_and_empty_tables() -> None:
     render_status({"ok": True, "instances": [], "ipvs": [], "checks": []}, out)
     assert "(none programmed on this node)" in out.getvalue()
     assert "(none configured)" in out.getvalue()
+
+
+def test_render_status_shows_failures_config_in_force_and_degraded_parts() -> None:
+    import io
+
+    out = io.StringIO()
+    render_status({
+        "ok": True, "instances": [], "ipvs": [], "checks": [],
+        "config": "/etc/mailha/mailha.toml", "config_sha256": "ab" * 32,
+        "config_loaded_at": 0, "config_file_changed": True,
+        "last_reload": {"ok": False, "at": 1, "error": "applying failed: boom"},
+        "components": {"metrics endpoint 127.0.0.1:9650": {
+            "up": False, "error": "address already in use"},
+            "control socket /run/mailha/mailha.sock": {"up": True, "error": None}},
+        "failure": None,
+    }, out)
+    text = out.getvalue()
+    assert "config in force: sha256 abababababab" in text
+    assert "the file on disk differs" in text
+    assert "last reload FAILED: applying failed: boom" in text
+    assert "metrics endpoint 127.0.0.1:9650 UNAVAILABLE: address already in use" in text
+    assert "control socket" not in text

@@ -1,0 +1,73 @@
+"""Sysctl originals survive a crash: the next run restores the admin's values.
+
+Issue 9, defect 2 (the DR half): a node SIGKILLed while it held arp_ignore=1 and
+arp_announce=2 left them set; the next start took 1 and 2 for the admin's values, so even
+a clean stop afterwards never put 0 and 0 back. The journal keeps the originals. /proc/sys
+is replaced by a directory of the test's own (``PROC_SYS``), so nothing on the host moves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from mailha.net import sysctl
+from mailha.net.sysctl import SysctlChanges, conf_key, read_sysctl
+
+IGNORE = conf_key(4, "eth0", "arp_ignore")
+ANNOUNCE = conf_key(4, "eth0", "arp_announce")
+
+
+@pytest.fixture
+def proc_sys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "proc-sys"
+    conf = root / "net" / "ipv4" / "conf" / "eth0"
+    conf.mkdir(parents=True)
+    (conf / "arp_ignore").write_text("0\n")
+    (conf / "arp_announce").write_text("0\n")
+    monkeypatch.setattr(sysctl, "PROC_SYS", root)
+    return root
+
+
+def test_a_crashed_runs_originals_are_restored_by_the_next_run(
+    proc_sys: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = tmp_path / "run" / "sysctl-originals.json"
+    first = SysctlChanges(journal)
+    first.set(IGNORE, 1, "DR")
+    first.set(ANNOUNCE, 2, "DR")
+    assert json.loads(journal.read_text()) == {IGNORE: "0", ANNOUNCE: "0"}
+    del first  # SIGKILL: no restore
+
+    caplog.set_level(logging.WARNING)
+    second = SysctlChanges(journal)
+    assert "did not restore its sysctls" in caplog.text
+    second.set(IGNORE, 1, "DR")  # already 1: no change, the journal's original is kept
+    assert second.restore() == []
+    assert (read_sysctl(IGNORE), read_sysctl(ANNOUNCE)) == ("0", "0")
+    assert not journal.exists()
+
+
+def test_without_a_crash_the_journal_is_gone_after_restore(proc_sys: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "sysctl-originals.json"
+    changes = SysctlChanges(journal)
+    assert not changes.set(IGNORE, 0, "already so")
+    assert not journal.exists()
+    changes.set(IGNORE, 1, "DR")
+    assert journal.exists()
+    changes.restore()
+    assert read_sysctl(IGNORE) == "0" and not journal.exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"a": 1}'])
+def test_a_damaged_journal_is_ignored_with_a_warning(
+    proc_sys: Path, tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = tmp_path / "sysctl-originals.json"
+    journal.write_text(content)
+    changes = SysctlChanges(journal)
+    assert changes.changed == {}
+    assert "ignoring" in caplog.text

@@ -70,6 +70,7 @@ def populate(m: Metrics, node: int) -> None:
     m.virtual_server_sorry_active.labels(SUBMIT).set(1)
     m.virtual_server_programmed.labels(SMTP).set(1)
     m.virtual_server_programmed.labels(SUBMIT).set(1)
+    m.component_up.labels("control").set(0 if node == 2 else 1)
     if node == 2:
         m.config_reloads.labels("failure").inc()
         m.config_last_reload_successful.set(0)
@@ -84,6 +85,7 @@ def tick(m: Metrics, node: int, n: int) -> None:
     m.vrrp_adverts_sent.labels("VI_SMTP").inc()
     m.vrrp_adverts_received.labels("VI_SMTP").inc()
     m.vrrp_receive_errors.labels("eth0", "vrid_mismatch").inc()
+    m.vrrp_receive_dropped.labels("VI_SMTP", "eth0").inc(3)
     m.vrrp_track_script_runs.labels("chk_postfix", "ok").inc()
     m.check_results.labels(SMTP, RS1, "SMTP_CHECK", "ok").inc()
     m.check_results.labels(SMTP, RS2, "SMTP_CHECK", "fail").inc()

@@ -137,7 +137,6 @@ class VirtualServerHealth:
 
     def record(self, rs_index: int, checker_index: int, result: CheckResult) -> HealthUpdate:
         """Apply one check result of checker ``checker_index`` of real server ``rs_index``."""
-        vs = self.virtual_server
         health = self.real_servers[rs_index]
         update = health.record(checker_index, result)
         events: list[HealthEvent] = []
@@ -147,6 +146,11 @@ class VirtualServerHealth:
             events.append(self._rs_event(health, up=False, result=result))
         if update.verdict not in (Verdict.UP, Verdict.DOWN) and not update.weight_changed:
             return HealthUpdate(update.next_delay, tuple(events), False)
+        return self._settle(events, update.next_delay)
+
+    def _settle(self, events: list[HealthEvent], next_delay: float) -> HealthUpdate:
+        """Re-decide quorum and the pool after a liveness or weight change."""
+        vs = self.virtual_server
         was_up = self.quorum_up
         self.quorum_up = next_quorum_state(
             was_up, self.live_weight(), vs.quorum, vs.hysteresis
@@ -159,7 +163,22 @@ class VirtualServerHealth:
         pool = self._compute_pool()
         changed = pool != self._pool
         self._pool = pool
-        return HealthUpdate(update.next_delay, tuple(events), changed)
+        return HealthUpdate(next_delay, tuple(events), changed)
+
+    def set_watch(self, rs_index: int, down: bool, detail: str) -> HealthUpdate:
+        """The local process watched for real server ``rs_index`` died or came back.
+
+        A death takes the server out at once (its checks are reset to down); a return
+        only lifts the block, and the next successful check brings the server back.
+        """
+        health = self.real_servers[rs_index]
+        verdict = health.set_watch(down)
+        events: list[HealthEvent] = []
+        if verdict is Verdict.DOWN:
+            config = health.real_server
+            events.append(HealthEvent(EventKind.REAL_SERVER_DOWN, self.virtual_server, config,
+                                      config.notify_down, detail))
+        return self._settle(events, next_delay=0.0)
 
     def shutdown(self) -> tuple[HealthEvent, ...]:
         """Events for daemon shutdown: with ``omega``, every alive server and the quorum go down."""

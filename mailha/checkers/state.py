@@ -13,6 +13,11 @@ Rules, from keepalived's check_api.c/check_misc.c/check_tcp.c and ipwrapper.c:
   it starts up, so a restart does not empty a working pool). An alpha checker's first
   verdict is reported even when it only confirms "down", as keepalived does.
 * A real server is alive when all its checkers are up (with no checkers: always).
+* ``local_watch`` (mailha's own): while the watched local process (the node's Postfix
+  master) is gone, the server is down whatever its checks say, and every checker is
+  marked down; once the process is back, the server returns on its first successful
+  check, as after any failure. A result that was in flight when the process died
+  cannot bring it back.
 * Its weight is the configured ``weight`` until a ``misc_dynamic`` MISC_CHECK says
   otherwise (exit status - 2); exit 0 of a dynamic checker leaves the weight alone.
 """
@@ -96,17 +101,31 @@ class RealServerUpdate:
 class RealServerHealth:
     """A real server's liveness and effective weight, from all of its checkers."""
 
-    __slots__ = ("checkers", "real_server", "weight")
+    __slots__ = ("checkers", "real_server", "watch_down", "weight")
 
     def __init__(self, real_server: RealServer) -> None:
         self.real_server = real_server
         self.checkers = tuple(CheckerHealth(c) for c in real_server.checkers)
         #: Configured weight, or the last misc_dynamic weight (unclamped, as keepalived).
         self.weight = real_server.weight
+        #: The watched local process is gone (``local_watch``).
+        self.watch_down = False
 
     @property
     def alive(self) -> bool:
-        return all(c.up for c in self.checkers)
+        return not self.watch_down and all(c.up for c in self.checkers)
+
+    def set_watch(self, down: bool) -> Verdict:
+        """The watched local process died (``down``) or runs again; returns the verdict."""
+        was_alive = self.alive
+        self.watch_down = down
+        if down:
+            for checker in self.checkers:
+                checker.up = False
+                checker.retries = 0
+        if self.alive != was_alive:
+            return Verdict.UP if self.alive else Verdict.DOWN
+        return Verdict.UNCHANGED
 
     @property
     def live_weight(self) -> int:
@@ -119,6 +138,8 @@ class RealServerHealth:
         was_alive = self.alive
         was_first = not checker.has_run
         _, next_delay = checker.record(result)
+        if self.watch_down:
+            checker.up = False  # only a check after the process is back may count
         weight_changed = False
         if result.ok and result.dynamic_weight is not None:
             weight_changed = clamp_weight(result.dynamic_weight) != clamp_weight(self.weight)

@@ -48,6 +48,7 @@ from mailha.config.errors import (
 )
 from mailha.config.locate import Locator
 from mailha.config.model import (
+    POSTFIX_MASTER_PIDFILE,
     SCHEDULER_FLAGS,
     SCHEDULERS,
     Authentication,
@@ -1303,6 +1304,16 @@ VS_KEYS = VS_SPEC.keys() | CHECKER_DEFAULTS_SPEC.keys() | {
     "tunnel", "quorum_up", "quorum_down", "sorry_server", "real_server",
 }
 
+def _local_watch(value: object) -> Path | None:
+    """``true`` (Postfix's master pidfile), ``false``, or the absolute path of a pidfile."""
+    if isinstance(value, bool):
+        return POSTFIX_MASTER_PIDFILE if value else None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise _expected("true, false or an absolute pidfile path", value,
+                        'local_watch = true (Postfix), or local_watch = "/run/x/master.pid"')
+    return Path(value)
+
+
 RS_SPEC: dict[str, Conv] = {
     "port": _port,
     "weight": _integer(0, 65535, hint="IPVS weight: 0 (drain) .. 65535"),
@@ -1311,6 +1322,7 @@ RS_SPEC: dict[str, Conv] = {
     "lthreshold": _integer(0, 2_147_483_647),
     "inhibit_on_failure": _bool,
     "alpha": _bool,
+    "local_watch": _local_watch,
 }
 
 RS_KEYS = RS_SPEC.keys() | CHECKER_DEFAULTS_SPEC.keys() | set(CHECKER_KINDS) | {

@@ -340,6 +340,13 @@ class RealServer:
     notify_up: ScriptCommand | None = None
     notify_down: ScriptCommand | None = None
     checkers: tuple[Checker, ...] = ()
+    #: Pidfile of the server's master process, watched directly (pidfd) when the real
+    #: server is this node's own address: its death takes the server out at once.
+    local_watch: Path | None = None
+
+
+#: What ``local_watch = true`` watches: Debian's Postfix master pidfile.
+POSTFIX_MASTER_PIDFILE = Path("/var/spool/postfix/pid/master.pid")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from mailha.checkers.localwatch import ProcessWatch
 from mailha.checkers.quorum import (
     DesiredPool,
     EventKind,
@@ -43,7 +44,7 @@ from mailha.lvs.planner import Op, plan
 from mailha.lvs.syncd import wanted_sync_daemons
 from mailha.metrics import IpvsSnapshot, Metrics
 from mailha.net.addresses import Addresses, IPAddress
-from mailha.net.sysctl import SysctlChanges, conf_key
+from mailha.net.sysctl import SysctlChanges, SysctlError, conf_key
 from mailha.procs import ScriptError, run_script
 from mailha.tasks import cancel_and_wait, stop_requested
 from mailha.vrrp.events import State
@@ -88,6 +89,7 @@ class LvsManager:
         self._sync_owned: set[DaemonState] = set()
         self._sync_closed = False
         self._stopping = False
+        self._watches: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -102,14 +104,16 @@ class LvsManager:
             await self.nl.set_timeouts(tcp=t.tcp, tcp_fin=t.tcpfin, udp=t.udp)
         if g.lvs_sync_daemon is not None:
             await self._sync_daemons()
+        self._set_fail_fast()
         await self._setup_dr_role()
         self._start_checks()
+        await self._start_watches()
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="ipvs reconcile"))
 
     @property
     def tasks(self) -> tuple[asyncio.Task[None], ...]:
-        """The reconcile loop and the check scheduler, for the daemon's supervisor."""
-        return tuple(self._tasks)
+        """The reconcile loop, the check scheduler and local watches, for the supervisor."""
+        return (*self._tasks, *self._watches)
 
     async def initial_reconcile(self) -> None:
         """Wait (bounded) for the first reconcile, so READY means the table is right."""
@@ -169,6 +173,7 @@ class LvsManager:
             self.health = [VirtualServerHealth(vs) for vs in config.virtual_servers]
             self.last_results.clear()
             self._start_checks()
+            await self._start_watches()
         await self._setup_dr_role()
         if old.global_.lvs_sync_daemon != config.global_.lvs_sync_daemon:
             await self._sync_daemons(also=self._managed_sync_states(old))
@@ -248,6 +253,25 @@ class LvsManager:
             except Exception as exc:
                 log.error("IPVS sync daemon: %s", exc)
 
+    def _set_fail_fast(self) -> None:
+        """Sessions to a removed real server fail at once instead of hanging.
+
+        Without ``expire_nodest_conn`` IPVS keeps forwarding an established connection
+        to a destination that was deleted (a dead Postfix) until it times out, and the
+        client waits minutes; with it, the next packet expires the entry and the client
+        gets a reset and retries, through the VIP, on a live server.
+        ``expire_quiescent_template`` does the same for persistence templates of a
+        server at weight 0. Both are restored at stop, like the ARP sysctls.
+        """
+        if not self.config.virtual_servers:
+            return
+        why = "sessions to a removed real server fail fast instead of hanging"
+        for key in ("net.ipv4.vs.expire_nodest_conn", "net.ipv4.vs.expire_quiescent_template"):
+            try:
+                self._sysctls.set(key, 1, why)
+            except SysctlError as exc:
+                log.warning("cannot set %s: %s", key, exc.reason)
+
     # ------------------------------------------------------------------ DR role
 
     def _dr_services(self) -> list[CfgVirtualServer]:
@@ -287,7 +311,45 @@ class LvsManager:
         for i, svc in enumerate(self.health):
             self._publish_pool(i, svc)
 
+    async def _start_watches(self) -> None:
+        """``local_watch`` for every real server that is this node's own address."""
+        wanted = [(svc, j, rs) for svc in self.health
+                  for j, rs in enumerate(svc.virtual_server.real_servers)
+                  if rs.local_watch is not None]
+        if not wanted:
+            return
+        try:
+            local = await self.addresses.local_addresses()
+        except Exception as exc:
+            log.warning("local_watch: cannot list this node's addresses (%s); the polled "
+                        "checks alone judge its own real servers", exc)
+            return
+        for svc, j, rs in wanted:
+            if rs.ip not in local or rs.local_watch is None:
+                continue  # another node's real server: polled checks only
+            label = f"{rs_label(rs, svc.virtual_server)} of {svc.virtual_server.label}"
+
+            def on_change(alive: bool, detail: str, svc: VirtualServerHealth = svc,
+                          j: int = j) -> None:
+                self._on_update(svc, svc.set_watch(j, not alive, detail))
+
+            watch = ProcessWatch(rs.local_watch, on_change)
+            self._watches.append(asyncio.create_task(
+                self._run_watch(watch, label), name=f"local watch {label}"))
+            log.info("local_watch: real server %s follows %s", label, rs.local_watch)
+
+    async def _run_watch(self, watch: ProcessWatch, label: str) -> None:
+        while not self._stopping and not stop_requested():
+            try:
+                await watch.run()
+                return
+            except Exception:
+                log.exception("local_watch of %s failed; restarting it in 1 s", label)
+                await asyncio.sleep(1)
+
     async def _stop_checks(self) -> None:
+        await cancel_and_wait(self._watches, within=STOP_TIMEOUT, what="local watches")
+        self._watches.clear()
         if self._scheduler is None:
             return
         await self._scheduler.stop()

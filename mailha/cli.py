@@ -1,4 +1,4 @@
-"""The ``mailha`` command: serve, check, status, reload, import-keepalived, demo.
+"""The ``mailha`` command: serve, check, status, reload, drain, import-keepalived, demo.
 
 Each subcommand imports its machinery lazily, so ``mailha --version`` and ``mailha check``
 stay fast and work on a machine without root or netlink.
@@ -92,6 +92,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--socket", type=Path, default=Path("/run/mailha/mailha.sock"))
 
+    dr = sub.add_parser(
+        "drain",
+        help="take a real server out of rotation for maintenance (weight 0)",
+        description="Set the real server's IPVS weight to 0 on this node, the VRRP master "
+        "that programs its service: no new session goes to it, established ones go on. "
+        "With --wait, wait until its active sessions reach 0 (exit 1 if some remain when "
+        "the wait ends). TARGET: local (this node's own addresses), IP, IP:PORT or "
+        "[IPv6]:PORT. Kept across reloads; `mailha undrain TARGET` reverses it. On a node "
+        "that is not the master it fails and names the master to run it on.",
+    )
+    dr.add_argument("target", metavar="TARGET")
+    dr.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="wait up to SECONDS for the active sessions to end (default: 0)")
+    dr.add_argument("--socket", type=Path, default=Path("/run/mailha/mailha.sock"))
+    ud = sub.add_parser(
+        "undrain",
+        help="give a drained real server its weight back",
+        description="Reverse `mailha drain TARGET`: the real server gets its configured "
+        "weight again (if its health checks pass).",
+    )
+    ud.add_argument("target", metavar="TARGET")
+    ud.add_argument("--socket", type=Path, default=Path("/run/mailha/mailha.sock"))
+
     i = sub.add_parser(
         "import-keepalived",
         help="convert a keepalived.conf into mailha TOML",
@@ -131,6 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mailha.control import client_command
 
         return client_command(args.command, args.socket, json_output=getattr(args, "json", False))
+    if args.command in ("drain", "undrain"):
+        from mailha.control import client_command
+
+        wait = getattr(args, "wait", 0.0)
+        if wait < 0:
+            print("mailha: --wait must be 0 or more seconds", file=sys.stderr)
+            return 2
+        return client_command(args.command, args.socket, args={"target": args.target,
+                                                               "wait": wait},
+                              timeout=wait + 30)
     if args.command == "import-keepalived":
         from mailha.importer import import_command
 

@@ -26,14 +26,22 @@ MAX_REQUEST = 64 * 1024
 EXIT_NOT_RUNNING = 3
 
 Handler = Callable[[], Awaitable[dict[str, Any]]]
+#: A command that takes arguments: it receives the whole JSON request.
+CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class ControlServer:
     """Serves ``status`` and ``reload`` from the daemon's own event loop."""
 
-    def __init__(self, path: Path, *, status: Handler, reload: Handler) -> None:
+    def __init__(self, path: Path, *, status: Handler, reload: Handler,
+                 commands: dict[str, CommandHandler] | None = None) -> None:
         self.path = path
-        self._handlers = {"status": status, "reload": reload}
+
+        def plain(handler: Handler) -> CommandHandler:
+            return lambda _request: handler()
+
+        self._handlers: dict[str, CommandHandler] = {
+            "status": plain(status), "reload": plain(reload), **(commands or {})}
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -84,9 +92,10 @@ class ControlServer:
         command = request.get("command") if isinstance(request, dict) else None
         handler = self._handlers.get(command) if isinstance(command, str) else None
         if handler is None:
-            return {"ok": False, "error": f"unknown command {command!r}; use status or reload"}
+            known = ", ".join(sorted(self._handlers))
+            return {"ok": False, "error": f"unknown command {command!r}; use one of {known}"}
         try:
-            return await handler()
+            return await handler(request)
         except Exception as exc:  # the daemon must outlive a failing status handler
             log.exception("control command %s failed", command)
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -101,12 +110,13 @@ async def _is_live(path: Path) -> bool:
     return True
 
 
-def request(path: Path, command: str, *, timeout: float = 30.0) -> dict[str, Any]:
+def request(path: Path, command: str, *, timeout: float = 30.0,
+            args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Send one command and return the reply (blocking; for the CLI)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(str(path))
-        sock.sendall(json.dumps({"command": command}).encode() + b"\n")
+        sock.sendall(json.dumps({**(args or {}), "command": command}).encode() + b"\n")
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
@@ -116,9 +126,10 @@ def request(path: Path, command: str, *, timeout: float = 30.0) -> dict[str, Any
     return reply
 
 
-def client_command(command: str, path: Path, *, json_output: bool = False) -> int:
+def client_command(command: str, path: Path, *, json_output: bool = False,
+                   args: dict[str, Any] | None = None, timeout: float = 30.0) -> int:
     try:
-        reply = request(path, command)
+        reply = request(path, command, args=args, timeout=timeout)
     except (FileNotFoundError, ConnectionRefusedError):
         print(
             f"mailha: the daemon is not running (no listener on {path}).\n"
@@ -136,6 +147,11 @@ def client_command(command: str, path: Path, *, json_output: bool = False) -> in
         print(json.dumps(reply, indent=2, default=str))
     elif command == "status":
         render_status(reply, sys.stdout)
+    elif command in ("drain", "undrain"):
+        if reply.get("ok"):
+            print(reply.get("message", command + "ed"))
+        else:
+            print(f"mailha: {command}: {reply.get('error', '?')}", file=sys.stderr)
     else:
         if reply.get("ok"):
             print(reply.get("message", "reloaded"))
@@ -178,7 +194,7 @@ def render_status(reply: dict[str, Any], out: TextIO) -> None:
     if not checks:
         out.write("  (none configured)\n")
     for chk in checks:
-        state = "UP" if chk.get("up") else "DOWN"
+        state = ("UP" if chk.get("up") else "DOWN") + ("/DRAINED" if chk.get("drained") else "")
         out.write(
             f"  {chk['real_server']:<22} {chk['checker']:<11} {state:<5}"
             f" {chk.get('reason', '')}  ({chk.get('age', '?')} s ago)\n"

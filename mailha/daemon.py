@@ -24,6 +24,8 @@ from mailha import __version__
 from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings, validate
 from mailha.control import ControlServer
 from mailha.log import setup_logging
+from mailha.lvs.drain import TargetError, parse_target
+from mailha.lvs.names import rs_label
 from mailha.metrics import Metrics, MetricsServer
 from mailha.net.addresses import Addresses
 from mailha.net.links import LinkWatcher
@@ -175,7 +177,8 @@ class Node:
 
             await self._optional(f"metrics endpoint {cfg.metrics.listen}:{cfg.metrics.port}",
                                  "metrics", start_metrics, server.close)
-        control = ControlServer(cfg.control.socket, status=self.status, reload=self.reload)
+        control = ControlServer(cfg.control.socket, status=self.status, reload=self.reload,
+                                commands={"drain": self.drain, "undrain": self.undrain})
         self.control = control
         await self._optional(f"control socket {cfg.control.socket}", "control",
                              control.start, control.close)
@@ -341,6 +344,63 @@ class Node:
         if self.lvs is not None:
             reply.update(await self.lvs.status())
         return reply
+
+    async def drain(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``mailha drain [--wait S] TARGET``: weight 0, then wait for sessions to end."""
+        return await self._drain(request, drained=True)
+
+    async def undrain(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._drain(request, drained=False)
+
+    async def _drain(self, request: dict[str, Any], *, drained: bool) -> dict[str, Any]:
+        verb = "drain" if drained else "undrain"
+        target = request.get("target")
+        if not isinstance(target, str):
+            return {"ok": False, "error": f"{verb} needs a target: local, IP or IP:PORT"}
+        try:
+            local = await self.addresses.local_addresses() if target.strip() == "local" else ()
+            targets = parse_target(target, local)
+        except TargetError as exc:
+            return {"ok": False, "error": str(exc)}
+        if self.lvs is None:
+            return {"ok": False, "error": "this node has no virtual_server: nothing to drain"}
+        matches = self.lvs.drain_matches(targets)
+        if not matches:
+            return {"ok": False, "error": f"no real server of this node's virtual servers "
+                    f"matches {target}"}
+        if not any(programmed for _, _, programmed in matches):
+            vs, rs, _ = matches[0]
+            where = self._master_of(vs.vrrp_instance)
+            return {"ok": False, "error": (
+                f"this node does not program {vs.label} (it is not the VRRP master of "
+                f"{vs.vrrp_instance}): run `mailha {verb} {rs_label(rs, vs)}` on the master"
+                f"{f' ({where})' if where else ''}")}
+        self.lvs.set_drained(targets, drained)
+        names = ", ".join(sorted({rs_label(rs, vs) for vs, rs, _ in matches}))
+        if not drained:
+            return {"ok": True, "message": f"undrained {names}"}
+        wait = request.get("wait") or 0
+        if not isinstance(wait, (int, float)) or wait < 0:
+            return {"ok": False, "error": "wait must be a number of seconds >= 0"}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(wait)
+        active = await self.lvs.active_sessions(targets)
+        while active and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+            active = await self.lvs.active_sessions(targets)
+        if active and wait:
+            return {"ok": False, "active": active, "error": (
+                f"drained {names}, but {active} session(s) still active after {wait:g}s")}
+        return {"ok": True, "active": active, "message": (
+            f"drained {names}" + ("; no active session left" if not active else
+                                  f"; {active} session(s) still active"))}
+
+    def _master_of(self, instance: str | None) -> str | None:
+        driver = self.instances.get(instance) if instance else None
+        machine = driver.machine if driver is not None else None
+        if machine is not None and machine.master_address is not None:
+            return str(machine.master_address)
+        return None
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config file and apply it completely, or keep the running one.

@@ -159,6 +159,10 @@ class Metrics:
         self.real_server_effective_weight = Gauge(
             "mailha_real_server_effective_weight",
             "Weight wanted in IPVS (0 inhibited, -1 removed)", rs, registry=r)
+        self.real_server_drained = Gauge(
+            "mailha_real_server_drained",
+            "1 while the real server is drained for maintenance (weight 0 in IPVS)", rs,
+            registry=r)
         self.check_results = Counter(
             "mailha_check_results", "Checker results", [*rs, "checker", "outcome"], registry=r)
         self.check_failures = Counter(

@@ -38,7 +38,9 @@ from mailha.checkers.scheduler import CheckScheduler
 from mailha.config.model import Checker, Config, LvsMethod, RealServer
 from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.lvs.desired import desired_table, owned_keys
+from mailha.lvs.drain import DrainTarget, drain_pool
 from mailha.lvs.model import Forward, ObservedTable
+from mailha.lvs.names import rs_label
 from mailha.lvs.netlink import DaemonInfo, DaemonState, IpvsNetlink
 from mailha.lvs.planner import Op, plan
 from mailha.lvs.syncd import wanted_sync_daemons
@@ -57,12 +59,6 @@ NOTIFY_TIMEOUT = 30.0
 SYSCTL_JOURNAL = "sysctl-originals.json"
 #: Bound on stopping the manager's own loops (checks, reconcile) before withdrawing.
 STOP_TIMEOUT = 3.0
-
-
-def rs_label(rs: RealServer, vs: CfgVirtualServer) -> str:
-    port = rs.port if rs.port is not None else vs.port or 0
-    host = f"[{rs.ip}]" if rs.ip.version == 6 else str(rs.ip)
-    return f"{host}:{port}"
 
 
 class LvsManager:
@@ -90,6 +86,8 @@ class LvsManager:
         self._sync_closed = False
         self._stopping = False
         self._watches: list[asyncio.Task[None]] = []
+        #: Drained real servers and since when (kept across reloads).
+        self.drained: dict[DrainTarget, float] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -455,8 +453,50 @@ class LvsManager:
         return True
 
     def desired(self) -> dict[Any, Any]:
-        pools = {i: svc.pool() for i, svc in enumerate(self.health)}
+        pools = {i: drain_pool(svc.pool(), svc.virtual_server, self.drained)
+                 for i, svc in enumerate(self.health)}
         return desired_table(self.config, pools, self._programmed)
+
+    # ------------------------------------------------------------------ drain
+
+    def drain_matches(self, targets: tuple[DrainTarget, ...]) -> list[tuple[CfgVirtualServer,
+                                                                             RealServer, bool]]:
+        """(virtual server, real server, programmed here) for every configured match."""
+        return [(vs, rs, self._programmed(vs)) for vs in self.config.virtual_servers
+                for rs in vs.real_servers if any(t.matches(rs, vs) for t in targets)]
+
+    def set_drained(self, targets: tuple[DrainTarget, ...], drained: bool) -> None:
+        """Drain (weight 0) or undrain ``targets``; the reconcile loop applies it at once."""
+        for target in targets:
+            if drained:
+                self.drained.setdefault(target, time.time())
+            else:
+                self.drained.pop(target, None)
+        for vs, rs, _ in self.drain_matches(targets):
+            self.metrics.real_server_drained.labels(vs.label, rs_label(rs, vs)).set(
+                1 if self.is_drained(rs, vs) else 0)
+            log.warning("real server %s of %s %s", rs_label(rs, vs), vs.label,
+                        "DRAINED: weight 0, new sessions go elsewhere" if drained
+                        else "undrained: back to its weight")
+        self._dirty.set()
+
+    def is_drained(self, rs: RealServer, vs: CfgVirtualServer) -> bool:
+        return any(t.matches(rs, vs) for t in self.drained)
+
+    async def active_sessions(self, targets: tuple[DrainTarget, ...]) -> int:
+        """Active connections IPVS holds to ``targets`` in the services this node owns."""
+        if self.nl is None:
+            return 0
+        observed = await self.nl.observe()
+        total = 0
+        for key in observed:
+            if key not in self._owned:
+                continue
+            stats = observed.stats(key)
+            for dkey, dstats in stats.destinations.items():
+                if any(dkey.address == t.ip and t.port in (None, dkey.port) for t in targets):
+                    total += dstats.active_conns
+        return total
 
     async def _reconcile_loop(self) -> None:
         while not self._stopping and not stop_requested():
@@ -586,6 +626,7 @@ class LvsManager:
                             "service": vs.label,
                             "real_server": rs_label(rs, vs),
                             "checker": checker.kind,
+                            "drained": self.is_drained(rs, vs),
                             "up": bool(svc.real_servers[j].alive),
                             "reason": entry[0].reason if entry else "not checked yet",
                             "age": round(now - entry[1], 1) if entry else None,

@@ -252,3 +252,47 @@ async def test_checks_drive_the_kernel_table(lab: tuple[Path, dict[str, SmtpSink
         assert "Traceback" not in director.log.read_text()
     finally:
         await director.stop(signal.SIGKILL)
+
+
+async def mailha_cli(*args: str) -> tuple[int, str, str]:
+    result = await netns.run([sys.executable, "-m", "mailha", *args], netns=NS, check=False,
+                             time_limit=90)
+    return result.returncode, result.stdout, result.stderr
+
+
+async def test_drain_sets_weight_zero_survives_reload_and_undrains(
+    lab: tuple[Path, dict[str, SmtpSink]],
+) -> None:
+    workdir, _ = lab
+    director = Director(workdir)
+    director.config.write_text(config(workdir, flush_on_stop=False))
+    sock = str(workdir / "mailha.sock")
+    full = {f"{VIP}:25": pool(*RS), f"{VIP_INHIBIT}:25": pool(RS[0])}
+    try:
+        await director.start()
+        await wait_table(full, 30)
+        code, out, err = await mailha_cli("drain", "--wait", "5", f"{RS[2]}:25", "--socket", sock)
+        assert code == 0, err
+        assert f"drained {RS[2]}:25; no active session left" in out
+        await wait_table({**full, f"{VIP}:25": pool(*RS, weights={RS[2]: 0})}, 10)
+        assert metric_value(await director.metrics(), "mailha_real_server_drained",
+                            {"real_server": f"{RS[2]}:25"}) == 1
+        code, out, _ = await mailha_cli("status", "--socket", sock)
+        assert "DRAINED" in out
+
+        # A reload that changes the drained server's weight keeps the drain.
+        director.config.write_text(config(workdir, flush_on_stop=False, weight3=5))
+        assert director.proc is not None
+        director.proc.send_signal(signal.SIGHUP)
+        await wait_table({**full, f"{VIP}:25": pool(*RS, weights={RS[2]: 0})}, 10)
+        await asyncio.sleep(1)
+        assert (await ipvs_table())[f"{VIP}:25"] == pool(*RS, weights={RS[2]: 0})
+
+        code, out, err = await mailha_cli("undrain", RS[2], "--socket", sock)
+        assert code == 0, err
+        await wait_table({**full, f"{VIP}:25": pool(*RS, weights={RS[2]: 5})}, 10)
+        # A target no real server matches is an error that says so.
+        code, _, err = await mailha_cli("drain", "10.99.0.77", "--socket", sock)
+        assert code == 1 and "no real server" in err
+    finally:
+        await director.stop(signal.SIGKILL)

@@ -60,6 +60,7 @@ def test_render_has_every_family_with_its_type() -> None:
         "mailha_real_server_up": "gauge",
         "mailha_real_server_weight": "gauge",
         "mailha_real_server_effective_weight": "gauge",
+        "mailha_real_server_drained": "gauge",
         "mailha_check_results": "counter",
         "mailha_check_failures": "counter",
         "mailha_check_duration_seconds": "histogram",

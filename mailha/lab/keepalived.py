@@ -274,6 +274,11 @@ class Keepalived:
         if self._proc is not None:
             self._proc.kill()
 
+    def send_signal(self, sig: int) -> None:
+        """Signal keepalived's process group (SIGHUP reloads, SIGSTOP/SIGCONT freeze)."""
+        if self._proc is not None:
+            self._proc.send_signal(sig)
+
     async def __aenter__(self) -> Keepalived:
         await self.start()
         return self

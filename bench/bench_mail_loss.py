@@ -64,9 +64,12 @@ MODES = ("ipvs", "keepalived", "vrrp")
 
 
 @contextlib.asynccontextmanager
-async def mode_lab(mode: str, prefix: str) -> AsyncIterator[tuple[HaDriver, Postfix]]:
+async def mode_lab(
+    mode: str, args: argparse.Namespace
+) -> AsyncIterator[tuple[HaDriver, Postfix]]:
     """A fresh seed lab running ``mode``, plus the client's relaying Postfix."""
-    async with SeedLab(prefix, keepalived=mode == "keepalived") as lab:
+    async with SeedLab(args.prefix, keepalived=mode == "keepalived",
+                       script_timeout=args.ka_script_timeout) as lab:
         client = relay_client(lab.topo)
         async with client:
             if mode == "keepalived":
@@ -84,7 +87,7 @@ async def mode_lab(mode: str, prefix: str) -> AsyncIterator[tuple[HaDriver, Post
 
 async def run_mode(mode: str, args: argparse.Namespace) -> RunResult:
     print(f"\n== {mode}", flush=True)
-    async with mode_lab(mode, args.prefix) as (driver, client):
+    async with mode_lab(mode, args) as (driver, client):
         result = await run_mail_loss(
             driver, client, fault_plan(args.faults), rate=args.rate, minimum=args.messages,
             log=lambda line: print(line, flush=True),
@@ -142,6 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=8.0, help="messages per second (8)")
     parser.add_argument("--modes", default="ipvs,keepalived",
                         help=f"comma-separated, of {','.join(MODES)} (ipvs,keepalived)")
+    parser.add_argument(
+        "--ka-script-timeout", type=float, default=None, metavar="SECONDS",
+        help="keepalived's track-script timeout (its default; 5 in the VM: a check takes"
+        " 0.3-2.4 s there and would time out and flap the priority, see bench_detection)",
+    )
     parser.add_argument("--quick", action="store_true", help="8 faults, 300 messages, 3/s")
     parser.add_argument("--prefix", default="mhB6", help="namespace/interface name prefix")
     parser.add_argument("--time-limit", type=float, default=2900.0, help="give up after (2900 s)")

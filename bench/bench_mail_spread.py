@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import BenchError, run_bounded, wait_for
 
 from mailha.demo import ipvs_available as have_ipvs
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
+from mailha.lab.cluster import ClusterOptions, MailhaCluster, live_destinations
 from mailha.lab.keepalived import Keepalived, seed_config
 from mailha.lab.postfix import Postfix
 from mailha.lab.seedlab import SeedLab
@@ -66,18 +66,6 @@ class Run:
 
 
 # ------------------------------------------------------------------------- helpers
-
-
-async def live_destinations(topo: SeedTopology, node: str) -> set[str]:
-    """``ip:port`` of the weighted destinations in ``node``'s IPVS table (``ipvsadm -Ln``)."""
-    result = await topo.exec(node, ["ipvsadm", "-Ln"], time_limit=30.0)
-    live = set()
-    for line in result.stdout.splitlines():
-        fields = line.split()
-        # "  -> 10.12.49.35:25   Route   1   0   0"
-        if len(fields) >= 4 and fields[0] == "->" and fields[3].isdigit() and int(fields[3]) > 0:
-            live.add(fields[1])
-    return live
 
 
 async def ipvs_services(topo: SeedTopology, node: str) -> list[str]:

@@ -25,7 +25,7 @@ from mailha.lab.errors import NetnsError
 from mailha.lab.netns import Process
 from mailha.lab.topology import SeedTopology
 
-__all__ = ["ClusterOptions", "MailhaCluster", "node_config"]
+__all__ = ["ClusterOptions", "MailhaCluster", "live_destinations", "node_config"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class ClusterOptions:
     track_rise: int = 1
     ipvs: bool = False  # program VIP:25 over both nodes (all-in-one DR)
     lvs_sched: str = "rr"
+    weights: Mapping[str, int] = field(default_factory=dict)  # real server weight (default 1)
     delay_loop: float = 1.0
     connect_timeout: float = 1.0
     retry: int = 1
@@ -99,7 +100,7 @@ def node_config(topo: SeedTopology, node: str, opts: ClusterOptions, peers: Sequ
             real_servers.append({
                 "ip": str(topo.address(n)),
                 "port": 25,
-                "weight": 1,
+                "weight": opts.weights.get(n, 1),
                 "SMTP_CHECK": [InlineTable(helo_name="mailha.check")],
             })
         doc["virtual_server"] = [{
@@ -273,6 +274,21 @@ class MailhaCluster:
 
     def with_options(self, **changes: Any) -> ClusterOptions:
         return replace(self.options, **changes)
+
+
+async def live_destinations(topo: SeedTopology, node: str) -> set[str]:
+    """``ip:port`` of the weighted destinations in ``node``'s IPVS table (``ipvsadm -Ln``).
+
+    The kernel's view, independent of what mailha says it programmed.
+    """
+    result = await topo.exec(node, ["ipvsadm", "-Ln"], time_limit=60.0)
+    live = set()
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        # "  -> 10.12.49.35:25   Route   1   0   0"
+        if len(fields) >= 4 and fields[0] == "->" and fields[3].isdigit() and int(fields[3]) > 0:
+            live.add(fields[1])
+    return live
 
 
 def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float:

@@ -274,6 +274,11 @@ class Keepalived:
         if self._proc is not None:
             self._proc.kill()
 
+    def send_signal(self, sig: int) -> None:
+        """Signal keepalived's process group (SIGHUP reloads, SIGSTOP/SIGCONT freeze)."""
+        if self._proc is not None:
+            self._proc.send_signal(sig)
+
     async def __aenter__(self) -> Keepalived:
         await self.start()
         return self
@@ -341,6 +346,7 @@ def seed_config(
     priority: int = 100,
     script_interval: float = 3.0,
     script_weight: int = 100,
+    script_timeout: float | None = None,
 ) -> KeepalivedConfig:
     """The seed scenario's keepalived.conf for ``node`` (n1 starts MASTER, n2 BACKUP).
 
@@ -355,7 +361,8 @@ def seed_config(
         if check_script is None
         else (
             TrackScript(
-                "chk_service", str(check_script), interval=script_interval, weight=script_weight
+                "chk_service", str(check_script), interval=script_interval,
+                weight=script_weight, timeout=script_timeout,
             ),
         )
     )

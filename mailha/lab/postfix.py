@@ -49,6 +49,7 @@ __all__ = [
     "PostfixConfig",
     "ReceivedMessage",
     "SmtpSink",
+    "log_time",
     "parse_maillog",
     "parse_sink_count",
     "render_main_cf",
@@ -192,6 +193,7 @@ class ReceivedMessage:
     client_address: str | None
     message_id: str | None
     sender: str | None
+    logged_at: float | None = None  # wall-clock time of qmgr's "queue active" line
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,33 @@ _TO_RE = re.compile(
     r" status=(?P<status>\w+)(?: \((?P<detail>.*)\))?$"
 )
 _FATAL_RE = re.compile(r"\]: ((?:fatal|panic): .*)$")
+_STAMP_RE = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d)(?P<frac>\.\d+)? "
+)
+
+
+def log_time(line: str, *, now: float | None = None) -> float | None:
+    """The wall-clock time (epoch seconds, local time) a syslog-style log line starts with.
+
+    ``maillog_file`` lines carry no year: the current one is assumed, or last year's if
+    that would put the line more than a day in the future (a run across New Year).
+    Postfix 3.7's postlogd adds microseconds (``Dec  1 12:00:00.123456``), kept if present.
+    """
+    m = _STAMP_RE.match(line)
+    if m is None:
+        return None
+    now = time.time() if now is None else now
+    year = time.localtime(now).tm_year
+    for y in (year, year - 1):
+        try:
+            parsed = time.strptime(f"{y} {m.group('mon')} {m.group('day')} {m.group('hms')}",
+                                   "%Y %b %d %H:%M:%S")
+        except ValueError:
+            return None
+        stamp = time.mktime(parsed) + float(m.group("frac") or 0.0)
+        if stamp <= now + 86400:
+            return stamp
+    return None
 
 
 @dataclass
@@ -273,7 +302,8 @@ def parse_maillog(text: str) -> MaillogSummary:
             if not entry.queued:
                 entry.queued = True
                 received.append(
-                    ReceivedMessage(qid, entry.client, entry.message_id, fr.group("sender"))
+                    ReceivedMessage(qid, entry.client, entry.message_id, fr.group("sender"),
+                                    log_time(line))
                 )
         elif daemon == "qmgr" and rest == "removed":
             pending.pop(qid, None)

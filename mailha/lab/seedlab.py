@@ -41,6 +41,7 @@ class SeedLab:
         version: Literal[2, 3] = 2,
         advert_int: float = 1.0,
         script_interval: float = 1.0,
+        script_timeout: float | None = None,
         subnet: str = SEED_SUBNET,
         workdir: Path | None = None,
         keep_workdir: bool = False,
@@ -50,6 +51,7 @@ class SeedLab:
         self.version: Literal[2, 3] = version
         self.advert_int = advert_int
         self.script_interval = script_interval
+        self.script_timeout = script_timeout
         self.postfix: dict[str, Postfix] = {}
         self.keepalived: dict[str, Keepalived] = {}
         self._stack = AsyncExitStack()
@@ -70,6 +72,7 @@ class SeedLab:
             version=self.version,
             advert_int=self.advert_int,
             script_interval=self.script_interval,
+            script_timeout=self.script_timeout,
         )
 
     async def __aenter__(self) -> SeedLab:

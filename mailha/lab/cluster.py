@@ -23,6 +23,8 @@ from typing import Any
 from mailha.importer.toml_out import InlineTable, TomlValue, dumps
 from mailha.lab.errors import NetnsError
 from mailha.lab.netns import Process
+from mailha.lab.postfix import master_pidfile
+from mailha.lab.seedlab import postfix_dir
 from mailha.lab.topology import SeedTopology
 
 __all__ = ["ClusterOptions", "MailhaCluster", "live_destinations", "node_config"]
@@ -56,6 +58,7 @@ class ClusterOptions:
     garp_master_delay: float = 0.0
     multicast: bool = False  # adverts to 224.0.0.18 instead of unicast to the peer
     extra_global: Mapping[str, TomlValue] = field(default_factory=dict)
+    local_watch: bool = False  # each node watches its own lab Postfix master (pidfd)
 
 
 def node_config(topo: SeedTopology, node: str, opts: ClusterOptions, peers: Sequence[str]) -> str:
@@ -97,12 +100,15 @@ def node_config(topo: SeedTopology, node: str, opts: ClusterOptions, peers: Sequ
     if opts.ipvs:
         real_servers: list[TomlValue] = []
         for n in topo.servers:
-            real_servers.append({
+            rs: dict[str, TomlValue] = {
                 "ip": str(topo.address(n)),
                 "port": 25,
                 "weight": opts.weights.get(n, 1),
-                "SMTP_CHECK": [InlineTable(helo_name="mailha.check")],
-            })
+            }
+            if opts.local_watch:
+                rs["local_watch"] = str(master_pidfile(postfix_dir(topo, n)))
+            rs["SMTP_CHECK"] = [InlineTable(helo_name="mailha.check")]
+            real_servers.append(rs)
         doc["virtual_server"] = [{
             "ip": str(topo.vip),
             "port": 25,

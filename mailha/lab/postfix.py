@@ -323,6 +323,11 @@ def parse_maillog(text: str) -> MaillogSummary:
 # ------------------------------------------------------------------------- instance
 
 
+def master_pidfile(directory: Path) -> Path:
+    """The master pidfile of the lab Postfix instance under ``directory``."""
+    return directory / "queue" / "pid" / "master.pid"
+
+
 class Postfix:
     """One lab Postfix instance under ``directory``, run inside namespace ``netns``.
 
@@ -411,10 +416,15 @@ class Postfix:
                 f"{(result.stderr + result.stdout).strip()} | log: {self._log_tail()}",
             )
 
+    @property
+    def pidfile(self) -> Path:
+        """The master daemon's pidfile (what mailha's ``local_watch`` follows)."""
+        return master_pidfile(self.directory)
+
     def master_pid(self) -> int | None:
         """PID of the running master daemon, or None if Postfix is not running."""
         try:
-            pid = int((self.queue_dir / "pid" / "master.pid").read_text().split()[0])
+            pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
         try:

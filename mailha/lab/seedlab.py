@@ -24,7 +24,12 @@ from mailha.lab.keepalived import Keepalived, KeepalivedConfig, seed_config
 from mailha.lab.postfix import Postfix, PostfixConfig
 from mailha.lab.topology import SEED_SUBNET, SeedTopology
 
-__all__ = ["SeedLab"]
+__all__ = ["SeedLab", "postfix_dir"]
+
+
+def postfix_dir(topo: SeedTopology, node: str) -> Path:
+    """Where the seed lab keeps ``node``'s Postfix instance."""
+    return topo.node_dir(node) / "postfix"
 
 
 class SeedLab:
@@ -81,7 +86,7 @@ class SeedLab:
             servers = self.topo.servers
             for node in servers:
                 self.postfix[node] = Postfix(
-                    self.topo.node_dir(node) / "postfix",
+                    postfix_dir(self.topo, node),
                     self.postfix_config(node),
                     netns=self.topo.netns(node),
                 )

@@ -507,6 +507,7 @@ async def test_keepalived_pair_elects_one_master_and_fails_over_on_link_down() -
         await topo.wait_ping("cl", topo.vip, time_limit=10)
         result = await smtp_source(str(topo.vip), netns=topo.netns("cl"), messages=2)
         assert result.ok, result
+        await lab.postfix[master].wait_received(2)  # the mail log is written asynchronously
         assert lab.postfix[master].client_addresses()[str(topo.address("cl"))] >= 2
 
         await topo.link_down(master)

@@ -1182,6 +1182,7 @@ GLOBAL_SPEC: dict[str, Conv] = {
     "checker_log_all_failures": _bool,
     "lvs_flush": _bool,
     "lvs_flush_on_stop": _bool,
+    "release_dr_on_stop": _bool,
 }
 
 SYNC_SPEC: dict[str, Conv] = {

@@ -126,6 +126,9 @@ class GlobalConfig:
     checker_log_all_failures: bool = False
     lvs_flush: bool = False
     lvs_flush_on_stop: bool = False
+    #: mailha only: at stop, take the VIP off lo and restore the ARP sysctls (default:
+    #: keep them, so the master's direct-routed sessions still reach this node's Postfix).
+    release_dr_on_stop: bool = False
     lvs_timeouts: LvsTimeouts | None = None
     lvs_sync_daemon: LvsSyncDaemon | None = None
 

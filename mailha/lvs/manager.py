@@ -125,7 +125,13 @@ class LvsManager:
         # The host's own state first: quick, and what an admin notices if it is left behind
         # because a slower step below ran into the service manager's stop timeout.
         self._stopping = True
-        await self._release_dr_role()
+        if self.config.global_.release_dr_on_stop:
+            await self._release_dr_role()
+        elif self._lo_vips:
+            log.info("keeping %s on lo and the ARP sysctls: the master's direct-routed "
+                     "sessions still reach this node's Postfix while mailha is stopped "
+                     "(release_dr_on_stop = true to release them)",
+                     ", ".join(sorted(map(str, self._lo_vips))))
         log.debug("stopping health checks")
         await self._stop_checks()
         await cancel_and_wait(self._tasks, within=STOP_TIMEOUT, what="IPVS reconcile")

@@ -108,8 +108,9 @@ class SysctlChanges:
         if journal is not None:
             self._originals = read_journal(journal)
             if self._originals:
-                log.warning("an earlier run did not restore its sysctls (crash?); %s keeps "
-                            "the original values, which will be restored at stop: %s", journal,
+                log.warning("an earlier run left sysctls changed (a crash, or kept at stop); "
+                            "%s holds the admin's values, restored when mailha releases "
+                            "them: %s", journal,
                             ", ".join(f"{k}={v}" for k, v in self._originals.items()))
 
     @property

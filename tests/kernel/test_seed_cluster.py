@@ -98,3 +98,28 @@ async def test_mail_is_spread_and_follows_the_vip(
         assert not report.abandoned, report
         await postfix["n2"].wait_received(before + 40, time_limit=120)
         assert "Traceback" not in cluster.log("n1") + cluster.log("n2")
+
+
+async def test_a_node_whose_mailha_is_stopped_still_takes_its_share(
+    seed: tuple[SeedTopology, dict[str, Postfix]],
+) -> None:
+    """Issue 14's mail-loss suite found it: a cleanly stopped mailha took the VIP off lo,
+    while the new master's checks still found that node's Postfix healthy and kept
+    direct-routing half the new sessions to it, where they were dropped until mailha
+    ran again. By default the DR role is kept at stop (``release_dr_on_stop``)."""
+    topo, postfix = seed
+    opts = ClusterOptions(ipvs=True, delay_loop=1.0, connect_timeout=5.0, retry=2)
+    async with MailhaCluster(topo, opts) as cluster:
+        await cluster.wait_master("n1", time_limit=60)
+        await wait_pool(cluster, "n1", 2, time_limit=60)
+        await cluster.stop("n1")
+        await cluster.wait_master("n2", time_limit=60)
+        await wait_pool(cluster, "n2", 2, time_limit=60)
+        assert "keeping 10.12.49.37 on lo" in cluster.log("n1")
+        before = {n: pf.received_count() for n, pf in postfix.items()}
+        result = await smtp_source(str(topo.vip), netns=topo.netns("cl"), messages=40,
+                                   sessions=4, time_limit=120)
+        assert result.ok, result
+        await asyncio.sleep(3)  # let the logs settle
+        got = {n: pf.received_count() - before[n] for n, pf in postfix.items()}
+        assert sum(got.values()) == 40 and got["n1"] > 0, got

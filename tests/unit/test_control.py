@@ -105,10 +105,10 @@ async def test_status_and_reload_call_their_handlers(
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
-        (b'{"command": "restart"}\n', "unknown command 'restart'; use status or reload"),
-        (b'{"command": 7}\n', "unknown command 7; use status or reload"),
-        (b'["status"]\n', "unknown command None; use status or reload"),
-        (b"", "unknown command None; use status or reload"),  # EOF before any line
+        (b'{"command": "restart"}\n', "unknown command 'restart'; use one of reload, status"),
+        (b'{"command": 7}\n', "unknown command 7; use one of reload, status"),
+        (b'["status"]\n', "unknown command None; use one of reload, status"),
+        (b"", "unknown command None; use one of reload, status"),  # EOF before any line
         (b"\n", "request is not JSON"),
         (b"status\n", "request is not JSON"),
         (b'{"command": "sta\n', "request is not JSON"),

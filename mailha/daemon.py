@@ -378,6 +378,11 @@ class Node:
         self.lvs.set_drained(targets, drained)
         names = ", ".join(sorted({rs_label(rs, vs) for vs, rs, _ in matches}))
         if not drained:
+            held = sorted({str(t) for t in self.lvs.drained
+                           if any(t.matches(rs, vs) for vs, rs, _ in matches)})
+            if held:
+                return {"ok": False, "error": f"{names} still drained by {', '.join(held)}: "
+                        f"undrain that (all ports) instead"}
             return {"ok": True, "message": f"undrained {names}"}
         wait = request.get("wait") or 0
         if not isinstance(wait, (int, float)) or wait < 0:

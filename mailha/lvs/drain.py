@@ -40,6 +40,10 @@ class DrainTarget:
         port = rs.port if rs.port is not None else vs.port
         return rs.ip == self.ip and (self.port is None or self.port == port)
 
+    def covers(self, other: DrainTarget) -> bool:
+        """True if undraining ``self`` must also lift the drain ``other``."""
+        return other.ip == self.ip and (self.port is None or self.port == other.port)
+
     def __str__(self) -> str:
         host = f"[{self.ip}]" if self.ip.version == 6 else str(self.ip)
         return host if self.port is None else f"{host}:{self.port}"

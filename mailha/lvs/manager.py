@@ -477,7 +477,8 @@ class LvsManager:
             if drained:
                 self.drained.setdefault(target, time.time())
             else:
-                self.drained.pop(target, None)
+                for held in [t for t in self.drained if target.covers(t)]:
+                    del self.drained[held]
         for vs, rs, _ in self.drain_matches(targets):
             self.metrics.real_server_drained.labels(vs.label, rs_label(rs, vs)).set(
                 1 if self.is_drained(rs, vs) else 0)

@@ -21,6 +21,7 @@ class FakeLvs:
         self.programmed = programmed
         self.active = active
         self.calls: list[tuple[tuple[DrainTarget, ...], bool]] = []
+        self.drained: dict[DrainTarget, float] = {}
 
     def drain_matches(self, targets: tuple[DrainTarget, ...]) -> list[Any]:
         return [(VS, RS, self.programmed)] if any(t.matches(RS, VS) for t in targets) else []
@@ -69,3 +70,13 @@ async def test_bad_and_unknown_targets(tmp_path: Path) -> None:
     assert "no real server" in (await n.drain({"target": "10.0.0.1"}))["error"]
     assert "needs a target" in (await n.drain({}))["error"]
     assert (await n.undrain({"target": "10.12.49.36"}))["message"] == "undrained 10.12.49.36:25"
+
+
+async def test_undrain_of_one_port_does_not_hide_a_drain_of_the_whole_address(
+    tmp_path: Path,
+) -> None:
+    lvs = FakeLvs(True, [0])
+    lvs.drained = {DrainTarget(RS.ip): 0.0}
+    reply = await node(tmp_path, lvs).undrain({"target": "10.12.49.36:25"})
+    assert reply["ok"] is False
+    assert "still drained by 10.12.49.36: undrain that" in reply["error"]

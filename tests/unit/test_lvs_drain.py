@@ -50,3 +50,10 @@ def test_drain_sets_weight_zero_and_never_brings_a_down_server_back() -> None:
     assert drain_pool(pool(1, 1), VS, []) == pool(1, 1)
     # The real server inherits the service's port when it has none.
     assert DrainTarget(A, 25).matches(VS.real_servers[0], VS)
+
+
+def test_undrain_of_an_address_lifts_its_port_drains_but_not_the_reverse() -> None:
+    assert DrainTarget(A).covers(DrainTarget(A, 25))
+    assert DrainTarget(A, 25).covers(DrainTarget(A, 25))
+    assert not DrainTarget(A, 25).covers(DrainTarget(A))
+    assert not DrainTarget(A).covers(DrainTarget(B))

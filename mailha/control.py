@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from mailha.socketpath import SOCKET_PATH_FIX, socket_path_problem
+
 log = logging.getLogger("mailha.control")
 
 MAX_REQUEST = 64 * 1024
@@ -45,14 +47,13 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
+        """Listen on the socket path, replacing only a stale socket left by a crash.
+
+        Anything else already at the path is someone's data or another daemon, so it
+        is refused with :class:`ControlSocketError`, never removed (issue 9, defect 6).
+        """
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.path.exists() or self.path.is_symlink():
-            if await _is_live(self.path):
-                raise RuntimeError(
-                    f"control socket {self.path} is in use: is another mailha running?"
-                    " Stop it, or set [control] socket to another path."
-                )
-            self.path.unlink()
+        await _remove_stale(self.path)
         old = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
@@ -61,12 +62,14 @@ class ControlServer:
         os.chmod(self.path, 0o600)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        """Stop listening and remove the socket -- only if this server created it."""
+        if self._server is None:
+            return  # never bound (start failed or not called): the path is not ours
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+        if socket_path_problem(self.path) is None:
+            _unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -101,13 +104,43 @@ class ControlServer:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
-async def _is_live(path: Path) -> bool:
+class ControlSocketError(RuntimeError):
+    """The control socket path holds something that must not be replaced."""
+
+
+def _is_socket(path: Path) -> bool:
+    """True for a socket, False for nothing; anything else raises ControlSocketError."""
+    problem = socket_path_problem(path)
+    if problem is not None:
+        raise ControlSocketError(f"control socket {path} {problem}. Fix: {SOCKET_PATH_FIX}.")
+    return path.is_socket()
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+async def _remove_stale(path: Path) -> None:
+    """Unlink ``path`` if it is a socket nobody answers on; refuse anything else there."""
+    if not _is_socket(path):
+        return  # nothing there
     try:
         _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
-    except (OSError, TimeoutError):
-        return False
+    except (ConnectionRefusedError, FileNotFoundError):
+        _unlink(path)  # stale: left by a daemon that died without cleaning up
+        return
+    except (OSError, TimeoutError) as exc:
+        reason = "no answer within 1 s" if isinstance(exc, TimeoutError) else str(exc)
+        raise ControlSocketError(
+            f"control socket {path} exists and cannot be probed ({reason}); not replacing it."
+            " Fix: check whether another mailha is running, then remove it by hand."
+        ) from None
     writer.close()
-    return True
+    raise ControlSocketError(
+        f"control socket {path} is in use: is another mailha running? Stop it, or set "
+        "[control] socket to another path."
+    )
 
 
 def request(path: Path, command: str, *, timeout: float = 30.0,

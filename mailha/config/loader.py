@@ -37,7 +37,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from mailha.config import validate
+from mailha.config import nesting, validate
 from mailha.config.errors import (
     ConfigError,
     Diagnostic,
@@ -127,19 +127,56 @@ def load_with_warnings(path: Path) -> tuple[Config, list[Diagnostic]]:
 
 def loads_with_warnings(text: str, source: Path) -> tuple[Config, list[Diagnostic]]:
     """Like :func:`loads`, also returning the warnings about text that is usable."""
+    too_deep = nesting.first_too_deep(text)
+    if too_deep is not None:  # before tomllib, which would recurse (or grind) on it
+        raise ConfigError([_too_deep(too_deep, source)])
     try:
         data = tomllib.loads(text)
+        locator = Locator(text)
+        deep = nesting.deepest_path(data)
+        if deep is not None:  # shallow pieces adding up: the builder must not recurse on it
+            raise ConfigError([Diagnostic(  # no value shown: printing it would recurse
+                "error", source, locator.line(deep) or _last_line(text),
+                format_key(deep[:3]) + "...", f"nested more than {nesting.MAX_DEPTH} levels deep",
+                _DEPTH_HINT,
+            )])
+        builder = _Builder(source, locator)
+        config = builder.config(data)
+        found = builder.diagnostics + validate.check_config(config, builder.paths, locator)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([_syntax_error(exc, source)]) from None
-    builder = _Builder(source, Locator(text))
-    config = builder.config(data)
-    found = builder.diagnostics + validate.check_config(config, builder.paths, builder.locator)
+        raise ConfigError([_syntax_error(exc, source, text)]) from None
+    except RecursionError:  # a safety net only: the depth checks above should prevent it
+        raise ConfigError([_too_deep(nesting.deepest_point(text), source, text)]) from None
     if any(d.is_error for d in found):
         raise ConfigError(found)
     return config, sorted(found, key=Diagnostic.sort_key)
 
 
-def _syntax_error(exc: Exception, source: Path) -> Diagnostic:
+_DEPTH_HINT = (
+    "no mailha setting nests more than 5 levels; look for a runaway or unclosed [ or {, "
+    "or a key with too many dots"
+)
+
+
+def _too_deep(where: nesting.Depth | None, source: Path, text: str = "") -> Diagnostic:
+    if where is None:
+        return Diagnostic("error", source, _last_line(text), "",
+                          "the document is nested too deeply to read", _DEPTH_HINT)
+    if where.depth <= nesting.MAX_DEPTH:  # only from the RecursionError safety net
+        message = f"nested too deeply to read (deepest point: {where.depth} levels)"
+    elif where.kind == "key":
+        message = f"a key with more than {nesting.MAX_DEPTH} dotted parts"
+    else:
+        message = f"arrays and inline tables nested more than {nesting.MAX_DEPTH} deep"
+    return Diagnostic("error", source, where.line, "", message, _DEPTH_HINT, column=where.column)
+
+
+def _last_line(text: str) -> int:
+    """The last line with any content: where "end of document" errors are best shown."""
+    return text.rstrip().count("\n") + 1
+
+
+def _syntax_error(exc: Exception, source: Path, text: str) -> Diagnostic:
     message = str(exc)
     line: int | None = getattr(exc, "lineno", None)
     column: int | None = getattr(exc, "colno", None)
@@ -147,7 +184,12 @@ def _syntax_error(exc: Exception, source: Path) -> Diagnostic:
     if m:
         line, column = line or int(m.group(1)), column or int(m.group(2))
         message = message[: m.start()]
+    m = re.search(r"\s*\(at end of document\)\s*$", message)
+    if m:  # unterminated string, table or array: the last line is where it stops
+        message = message[: m.start()] + " at the end of the file"
     message = getattr(exc, "msg", None) or message
+    if line is None:
+        line = _last_line(text)
     return Diagnostic(
         "error", source, line, "", f"TOML syntax: {message}",
         "see https://toml.io; strings need quotes, each key once per table",

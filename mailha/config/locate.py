@@ -32,6 +32,7 @@ class Locator:
         self._text = text
         self._starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
         self._lines: dict[KeyPath, int] = {}
+        self._implied: dict[KeyPath, int] = {}
         self._pos = 0
         try:
             self._document()
@@ -41,7 +42,7 @@ class Locator:
     def line(self, path: KeyPath) -> int | None:
         """The line of ``path``, else of its nearest enclosing table or array element."""
         for end in range(len(path), 0, -1):
-            found = self._lines.get(path[:end])
+            found = self._lines.get(path[:end]) or self._implied.get(path[:end])
             if found is not None:
                 return found
         return None
@@ -57,6 +58,25 @@ class Locator:
 
     def _record(self, path: KeyPath, pos: int) -> None:
         self._lines.setdefault(path, self._lineno(pos))
+
+    def _imply(self, path: KeyPath, pos: int) -> None:
+        """Note the first line that implies table ``path`` (``[a.b]`` or ``a.b = 1`` imply a).
+
+        Implied tables exist in the document; without their line, an error about one
+        (say ``a`` being no known table) would have no line at all. A line that writes
+        the table itself, recorded by :meth:`_record`, takes precedence.
+        """
+        self._implied.setdefault(path, self._lineno(pos))
+
+    def _record_key(self, base: KeyPath, parts: tuple[str, ...], pos: int) -> KeyPath:
+        """Record the key ``base`` + ``parts`` written at ``pos``, implying its prefixes."""
+        path = base
+        for part in parts[:-1]:
+            path += (part,)
+            self._imply(path, pos)
+        path += (parts[-1],)
+        self._record(path, pos)
+        return path
 
     def _peek(self, n: int = 1) -> str:
         return self._text[self._pos : self._pos + n]
@@ -96,9 +116,7 @@ class Locator:
             else:
                 parts = self._key()
                 self._expect("=")
-                path = current + parts
-                self._record(path, start)
-                self._value(path)
+                self._value(self._record_key(current, parts, start))
 
     def _resolve(
         self, parts: tuple[str, ...], arrays: dict[KeyPath, int], pos: int, *, is_array: bool
@@ -107,6 +125,8 @@ class Locator:
         for i, part in enumerate(parts):
             resolved += (part,)
             last = i == len(parts) - 1
+            if not last:
+                self._imply(resolved, pos)
             if last and is_array:
                 self._record(resolved, pos)
                 arrays[resolved] = arrays.get(resolved, 0) + 1
@@ -198,8 +218,7 @@ class Locator:
                 start = self._pos
                 parts = self._key()
                 self._expect("=")
-                self._record(path + parts, start)
-                self._value(path + parts)
+                self._value(self._record_key(path, parts, start))
                 self._skip_blank(newlines=True)
                 if self._peek() == ",":
                     self._pos += 1

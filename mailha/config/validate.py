@@ -48,9 +48,11 @@ from mailha.config.model import (
     VirtualServer,
     VrrpInstance,
 )
+from mailha.socketpath import SOCKET_PATH_FIX, socket_path_problem
 
 __all__ = [
     "check_config",
+    "check_control_socket",
     "check_host",
     "check_peers",
     "check_scripts",
@@ -658,6 +660,22 @@ def check_this_host(
     """
     if owned is None:
         owned = local_addresses()
-    return check_host(config, owned.__contains__, interface_exists) + check_scripts(
-        config, severity=script_severity
-    )
+    return (check_host(config, owned.__contains__, interface_exists)
+            + check_scripts(config, severity=script_severity) + check_control_socket(config))
+
+
+def check_control_socket(config: Config) -> list[Diagnostic]:
+    """``[control] socket`` must be free or a socket: the daemon replaces what is there.
+
+    Only a socket may be replaced (a stale one; a live one is refused when the daemon
+    starts, and is expected here while the daemon runs -- ``check --host`` and reload
+    see their own daemon's socket). A regular file, directory, symlink or FIFO at that
+    path is somebody's data, so it is an error naming the path and the fix.
+    """
+    path = config.control.socket
+    problem = socket_path_problem(path)
+    if problem is None:
+        return []
+    r = _Reporter(config)
+    r.report("error", ("control", "socket"), f"{path} {problem}", SOCKET_PATH_FIX)
+    return r.found

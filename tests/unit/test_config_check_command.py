@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 from pathlib import Path
 
 from mailha.config import check_command
@@ -78,3 +79,49 @@ def test_host_checks_run_against_this_machine(tmp_path: Path) -> None:
                         "/nonexistent/check does not exist. Fix: install it, or fix the path "
                         "(chmod +x /nonexistent/check if it exists).")
     assert lines[-1] == "1 file checked: 0 errors, 1 warning"
+
+
+def _host_config(tmp_path: Path, sock: Path) -> Path:
+    """A config that passes the host checks here (lo, 127.0.0.1), but for its socket."""
+    path = tmp_path / "lo.toml"
+    path.write_text(
+        '[vrrp_instance.VI]\ninterface = "lo"\nvirtual_router_id = 9\n'
+        'unicast_src_ip = "127.0.0.1"\nunicast_peer = ["127.0.0.2"]\n'
+        'virtual_ipaddress = ["127.0.0.9/8"]\n\n'
+        f'[control]\nsocket = "{sock}"\n'
+    )
+    return path
+
+
+def test_host_check_rejects_a_regular_file_as_control_socket(tmp_path: Path) -> None:
+    """Issue 9, defect 6: `check --host` said OK, then `serve` deleted the file."""
+    sock = tmp_path / "notes.txt"
+    sock.write_text("precious\n")
+    path = _host_config(tmp_path, sock)
+    out = io.StringIO()
+    status = check_command([path], out=out, host_checks=True)
+    lines = out.getvalue().splitlines()
+    assert status == 1, lines
+    assert lines == [
+        f"{path}:9: error: control.socket: {sock} is a regular file, not a socket. "
+        "Fix: mailha only replaces a stale socket; move that away, or set [control] socket "
+        "to another path.",
+        "1 file checked: 1 error, 0 warnings",
+    ]
+    assert sock.read_text() == "precious\n"
+
+
+def test_host_check_rejects_a_directory_but_accepts_a_socket(tmp_path: Path) -> None:
+    """A socket (stale, or the running daemon's own) is fine: serve probes it itself."""
+    sock = tmp_path / "dir"
+    sock.mkdir()
+    out = io.StringIO()
+    assert check_command([_host_config(tmp_path, sock)], out=out, host_checks=True) == 1
+    assert f"{sock} is a directory, not a socket" in out.getvalue()
+    sock.rmdir()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock))
+    stale.close()
+    out = io.StringIO()
+    assert check_command([_host_config(tmp_path, sock)], out=out, host_checks=True) == 0
+    assert out.getvalue().splitlines() == ["1 file checked: OK"]

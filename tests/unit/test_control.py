@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -20,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from mailha.control import EXIT_NOT_RUNNING, ControlServer, client_command, render_status
+from mailha.control import (
+    EXIT_NOT_RUNNING,
+    ControlServer,
+    ControlSocketError,
+    client_command,
+    render_status,
+)
 
 STATUS_REPLY: dict[str, Any] = {
     "ok": True,
@@ -196,6 +203,58 @@ async def test_live_socket_is_refused(served: tuple[ControlServer, Handlers]) ->
         await second.start()
     # The first daemon's socket is untouched and still answers.
     assert (await ask(srv.path, b'{"command": "status"}\n'))["ok"] is True
+
+
+async def test_live_socket_of_another_process_is_refused_and_kept(sockdir: Path) -> None:
+    """A listener this loop does not own (another mailha) keeps its socket and its clients."""
+    path = sockdir / "live.sock"
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(path))
+    other.listen(1)
+    try:
+        srv = ControlServer(path, status=Handlers().status, reload=Handlers().reload)
+        with pytest.raises(ControlSocketError, match="another mailha running"):
+            await srv.start()
+        await srv.close()  # what Node.stop does after a failed start
+        assert stat.S_ISSOCK(path.lstat().st_mode)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(path))  # still the other process's listening socket
+        client.close()
+    finally:
+        other.close()
+
+
+async def test_regular_file_is_refused_and_survives(sockdir: Path) -> None:
+    """Issue 9, defect 6: a typo in [control] socket must not delete the file it names."""
+    path = sockdir / "precious.txt"
+    path.write_text("keep me\n")
+    srv = ControlServer(path, status=Handlers().status, reload=Handlers().reload)
+    with pytest.raises(ControlSocketError) as caught:
+        await srv.start()
+    message = str(caught.value)
+    assert f"control socket {path} is a regular file, not a socket" in message
+    assert "Fix: mailha only replaces a stale socket" in message
+    await srv.close()  # what Node.stop does after a failed start: must not unlink either
+    assert path.read_text() == "keep me\n"
+
+
+async def test_directory_symlink_and_fifo_are_refused(sockdir: Path) -> None:
+    target = sockdir / "target"
+    target.write_text("data")
+    (sockdir / "dir").mkdir()
+    (sockdir / "link").symlink_to(target)
+    os.mkfifo(sockdir / "fifo")
+    for name, what in (("dir", "a directory"), ("link", "a symbolic link"),
+                       ("fifo", "a named pipe (FIFO)")):
+        path = sockdir / name
+        srv = ControlServer(path, status=Handlers().status, reload=Handlers().reload)
+        with pytest.raises(ControlSocketError, match=f"is {re.escape(what)}, not a socket"):
+            await srv.start()
+        await srv.close()
+        assert path.is_symlink() if name == "link" else path.exists(), name
+    assert (sockdir / "dir").is_dir()
+    assert stat.S_ISFIFO((sockdir / "fifo").lstat().st_mode)
+    assert target.read_text() == "data"
 
 
 async def test_close_removes_socket_and_is_idempotent(sockdir: Path) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailha import __version__
 from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings, validate
-from mailha.control import ControlServer
+from mailha.control import ControlServer, ControlSocketError
 from mailha.log import setup_logging
 from mailha.lvs.drain import TargetError, parse_target
 from mailha.lvs.names import rs_label
@@ -159,34 +159,41 @@ class Node:
             await self.lvs.initial_reconcile()
 
     async def _start_operations(self) -> None:
-        """The metrics endpoint and the control socket: wanted, but never at VRRP's cost."""
+        """The control socket and the metrics endpoint: wanted, but never at VRRP's cost.
+
+        The control socket comes first, and is fatal if its path is another daemon's
+        live socket or someone's file: a second mailha must exit before it sends a
+        single advert. Any other failure of either only degrades (see mailha.optional).
+        """
         cfg = self.config
-        if cfg.metrics.enabled:
-            refresh = None
-            if cfg.virtual_servers:
-                async def refresh() -> None:
-                    if self.lvs is not None:
-                        await self.lvs.refresh_stats()
-            server = MetricsServer(self.metrics, str(cfg.metrics.listen), cfg.metrics.port,
-                                   refresh)
-            self.metrics_server = server
-
-            async def start_metrics() -> None:
-                await server.start()
-                log.info("metrics on http://%s:%d/metrics", cfg.metrics.listen, server.port)
-
-            await self._optional(f"metrics endpoint {cfg.metrics.listen}:{cfg.metrics.port}",
-                                 "metrics", start_metrics, server.close)
         control = ControlServer(cfg.control.socket, status=self.status, reload=self.reload,
                                 commands={"drain": self.drain, "undrain": self.undrain})
         self.control = control
         await self._optional(f"control socket {cfg.control.socket}", "control",
-                             control.start, control.close)
+                             control.start, control.close, fatal=(ControlSocketError,))
+        if not cfg.metrics.enabled:
+            return
+        refresh = None
+        if cfg.virtual_servers:
+            async def refresh() -> None:
+                if self.lvs is not None:
+                    await self.lvs.refresh_stats()
+        server = MetricsServer(self.metrics, str(cfg.metrics.listen), cfg.metrics.port, refresh)
+        self.metrics_server = server
+
+        async def start_metrics() -> None:
+            await server.start()
+            log.info("metrics on http://%s:%d/metrics", cfg.metrics.listen, server.port)
+
+        await self._optional(f"metrics endpoint {cfg.metrics.listen}:{cfg.metrics.port}",
+                             "metrics", start_metrics, server.close)
 
     async def _optional(self, name: str, component: str, start: Callable[[], Any],
-                        close: Callable[[], Any]) -> None:
+                        close: Callable[[], Any],
+                        fatal: tuple[type[Exception], ...] = ()) -> None:
         gauge = self.metrics.component_up.labels(component)
-        part = OptionalPart(name, start, close, on_change=lambda up: gauge.set(1 if up else 0))
+        part = OptionalPart(name, start, close, on_change=lambda up: gauge.set(1 if up else 0),
+                            fatal=fatal)
         self.optional.append(part)
         await part.open()
 

@@ -41,6 +41,7 @@ class OptionalPart:
         *,
         on_change: Callable[[bool], None] | None = None,
         delays: Callable[[int], float] | None = None,
+        fatal: tuple[type[Exception], ...] = (),
     ) -> None:
         self.name = name
         self._start = start
@@ -52,18 +53,25 @@ class OptionalPart:
         self.failed_since: float | None = None
         self.attempts = 0
         self._retry: asyncio.Task[None] | None = None
+        self._fatal = fatal
 
     async def open(self) -> bool:
-        """One attempt now; on failure schedule retries. True when the part is up."""
-        if await self._attempt():
+        """One attempt now; on failure schedule retries. True when the part is up.
+
+        An error of a ``fatal`` type is raised instead: it means the node must not run
+        at all (another mailha owns the control socket), not that a part is missing.
+        """
+        if await self._attempt(raising=self._fatal):
             return True
         self._retry = asyncio.create_task(self._retry_loop(), name=f"retry {self.name}")
         return False
 
-    async def _attempt(self) -> bool:
+    async def _attempt(self, raising: tuple[type[Exception], ...] = ()) -> bool:
         self.attempts += 1
         try:
             await self._start()
+        except raising:
+            raise
         except Exception as exc:
             first = self.error is None
             self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) \

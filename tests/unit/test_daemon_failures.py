@@ -242,7 +242,7 @@ async def test_busy_metrics_port_degrades_and_recovers(
     n = Node(_config(tmp_path, metrics_port=port))
     await n.start()  # must not raise: metrics are not critical
     try:
-        part = n.optional[0]
+        part = next(p for p in n.optional if p.name.startswith("metrics"))
         assert part.up is False and "in use" in (part.error or "")
         assert "is unavailable" in caplog.text and "VRRP and IPVS are not affected" in caplog.text
         status = await asyncio.to_thread(_status, n)
@@ -264,3 +264,17 @@ async def test_busy_metrics_port_degrades_and_recovers(
         assert json.dumps(status["components"][part.name]["up"]) == "true"
     finally:
         await n.stop()
+
+
+async def test_a_second_daemon_on_the_same_control_socket_refuses_to_start(
+    node: Node, tmp_path: Path
+) -> None:
+    from mailha.control import ControlSocketError
+
+    second = Node(node.config)
+    with pytest.raises(ControlSocketError, match="another mailha"):
+        await second.start()
+    await second.stop()
+    assert second.links is None, "nothing else may have started"
+    status = await asyncio.to_thread(_status, node)
+    assert status["ok"] is True, "the running daemon keeps its socket"

@@ -1,4 +1,5 @@
-"""The ``mailha`` command: serve, check, status, reload, drain, import-keepalived, demo.
+"""The ``mailha`` command: serve, check, status, reload, drain, undrain, import-keepalived,
+install-checks, demo.
 
 Each subcommand imports its machinery lazily, so ``mailha --version`` and ``mailha check``
 stay fast and work on a machine without root or netlink.
@@ -33,6 +34,7 @@ examples:
   mailha check node1.toml node2.toml        # also cross-checks the two nodes
   mailha serve /etc/mailha/mailha.toml      # under systemd: deploy/systemd/mailha.service
   mailha import-keepalived /etc/keepalived/keepalived.conf > mailha.toml
+  mailha install-checks                     # after pip install: the Postfix check scripts
   mailha status --json
   sudo mailha demo                          # a local two-node cluster in namespaces
 """
@@ -125,6 +127,17 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("path", type=Path, metavar="KEEPALIVED_CONF")
     i.add_argument("--config-id", help="keepalived's -i: selects @ID conditional lines")
 
+    ic = sub.add_parser(
+        "install-checks",
+        help="copy the Postfix check scripts to /usr/share/mailha/checks",
+        description="Copy the Postfix check scripts shipped in the Python package "
+        "(postfix-alive, postfix-queue-weight) to DIR as executables, where the example "
+        "configurations' vrrp_script and MISC_CHECK expect them. For a pip install; the "
+        "Debian package installs them itself. Running it again updates the copies.",
+    )
+    ic.add_argument("--dest", type=Path, default=Path("/usr/share/mailha/checks"),
+                    metavar="DIR", help="target directory (default: /usr/share/mailha/checks)")
+
     d = sub.add_parser(
         "demo",
         help="run a local two-node demo cluster in network namespaces (root)",
@@ -168,6 +181,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mailha.importer import import_command
 
         return import_command(args.path, out=sys.stdout, err=sys.stderr, config_id=args.config_id)
+    if args.command == "install-checks":
+        from mailha.scripts import install_checks
+
+        try:
+            for path in install_checks(args.dest):
+                print(path)
+        except OSError as exc:
+            print(f"mailha install-checks: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "demo":
         from mailha.demo import demo_command
 

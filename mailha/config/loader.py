@@ -31,7 +31,7 @@ import math
 import re
 import shlex
 import socket
-import sys
+import tomllib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime, time
 from pathlib import Path
@@ -82,11 +82,6 @@ from mailha.config.model import (
     VrrpInstance,
     VrrpScript,
 )
-
-if sys.version_info >= (3, 11):  # noqa: UP036 - tomli keeps older Pythons working
-    import tomllib
-else:  # pragma: no cover - Python < 3.11
-    import tomli as tomllib
 
 __all__ = ["check_command", "load", "load_with_warnings", "loads", "loads_with_warnings"]
 

@@ -23,7 +23,7 @@ __all__ = ["OptionalPart", "retry_delays"]
 log = logging.getLogger("mailha")
 
 
-def retry_delays(first: float = 1.0, cap: float = 30.0) -> Callable[[int], float]:
+def retry_delays(first: float = 1.0, cap: float = 10.0) -> Callable[[int], float]:
     """Backoff for the n-th retry (0-based): doubling from ``first``, at most ``cap``."""
     def delay(attempt: int) -> float:
         return min(cap, first * 2.0 ** min(attempt, 30))

@@ -154,3 +154,33 @@ async def test_sd_notify_ready_watchdog_reload_stopping(topo: SeedTopology) -> N
         await cluster.close()
         listener.close()
     assert netns.list_netns("mhO")  # the topology is still ours to tear down
+
+
+async def test_a_taken_metrics_port_does_not_keep_vrrp_from_running(topo: SeedTopology) -> None:
+    """Issue 9, defect 3: 9650 is also the keepalived exporter's port. A node whose
+    metrics port is taken still joins the cluster and takes over as master; the missing
+    endpoint is logged, shown in status, and comes up once the port is free."""
+    blocker = topo.socket("n1")
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", 9650))
+    blocker.listen()
+    try:
+        async with MailhaCluster(topo) as cluster:
+            await cluster.wait_master("n1")
+            status = await cluster.status("n1")
+            assert status["instances"][0]["state"] == "MASTER"
+            metrics = status["components"]["metrics endpoint 127.0.0.1:9650"]
+            assert metrics["up"] is False and "in use" in metrics["error"], metrics
+            assert "metrics endpoint 127.0.0.1:9650 is unavailable" in cluster.log("n1")
+            blocker.close()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30  # the retry backoff tops out at 10 s
+            while not (await cluster.status("n1"))["components"][
+                    "metrics endpoint 127.0.0.1:9650"]["up"]:
+                assert loop.time() < deadline, "the metrics endpoint never came up"
+                await asyncio.sleep(0.2)
+            text = await cluster.metrics("n1")
+            assert metric_value(text, "mailha_component_up", {"component": "metrics"}) == 1
+            assert await cluster.masters() == ["n1"]
+    finally:
+        blocker.close()

@@ -29,7 +29,6 @@ import ipaddress
 import json
 import math
 import re
-import shlex
 import socket
 import tomllib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -82,6 +81,7 @@ from mailha.config.model import (
     VrrpInstance,
     VrrpScript,
 )
+from mailha.procs import ScriptError, split_command
 
 __all__ = ["check_command", "load", "load_with_warnings", "loads", "loads_with_warnings"]
 
@@ -341,11 +341,13 @@ def _str_list(value: object) -> tuple[str, ...]:
 
 
 def _argv(value: object) -> tuple[str, ...]:
+    """A command, as keepalived splits it (:func:`mailha.procs.split_command`), or argv."""
     if isinstance(value, str):
         try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise _Invalid(f"cannot split the command line: {exc}", "balance the quotes") from None
+            argv = split_command(value)
+        except ScriptError as exc:
+            raise _Invalid(f"cannot split the command line: {exc.reason}",
+                           "balance the quotes; end no word with a lone backslash") from None
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         argv = [str(v) for v in value]
     else:

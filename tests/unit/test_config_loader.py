@@ -279,3 +279,14 @@ def test_load_with_warnings_returns_usable_config_and_warnings(tmp_path: Path) -
     (w,) = warnings
     assert w.severity == "warning" and w.key == "vrrp_instance.VI_1.unicast_src_ip"
     assert w.line == 5
+
+
+def test_script_strings_split_with_keepalived_rules_not_shell_rules(tmp_path: Path) -> None:
+    """Issue 10: the loader used shlex.split while the docs, the model and the importer
+    say keepalived's rules (procs.split_command); they differ on escapes in quotes."""
+    from mailha.config import loads
+
+    text = ('[vrrp_script.chk]\nscript = ' + "'''" + r"""/bin/echo 'a\tb' ab" c"d""" + "'''"
+            + '\n[metrics]\nenabled = false\n')
+    config = loads(text, tmp_path / "m.toml")
+    assert config.vrrp_scripts[0].script.argv == ("/bin/echo", "a\tb", "ab cd")

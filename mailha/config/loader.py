@@ -185,11 +185,27 @@ def _syntax_error(exc: Exception, source: Path, text: str) -> Diagnostic:
     message = getattr(exc, "msg", None) or message
     if line is None:
         line = _last_line(text)
+    if looks_like_keepalived_conf(text):
+        return Diagnostic(
+            "error", source, line, "", "this is a keepalived.conf, not a mailha TOML file",
+            f"convert it: mailha import-keepalived {source} > mailha.toml",
+            column=column,
+        )
     return Diagnostic(
         "error", source, line, "", f"TOML syntax: {message}",
         "see https://toml.io; strings need quotes, each key once per table",
         column=column,
     )
+
+
+_KEEPALIVED_BLOCK = re.compile(
+    r"^\s*(global_defs|vrrp_instance\s+\S+|vrrp_script\s+\S+|virtual_server\s+\S+.*)\s*\{",
+    re.MULTILINE)
+
+
+def looks_like_keepalived_conf(text: str) -> bool:
+    """keepalived's block syntax (``vrrp_instance VI_1 {``), which TOML never parses."""
+    return _KEEPALIVED_BLOCK.search(text) is not None
 
 
 # ------------------------------------------------------------------- value helpers

@@ -45,6 +45,7 @@ from mailha.config.model import (
     IPAddress,
     LvsMethod,
     ScriptCommand,
+    VirtualAddress,
     VirtualServer,
     VrrpInstance,
 )
@@ -206,6 +207,8 @@ def _check_instances(r: _Reporter) -> None:
                          f'the kernel expects labels of the form "{dev}:NAME", e.g. "{dev}:mail"',
                          vip.label)
         _check_unicast(r, inst)
+        _check_vip_is_no_node(r, inst, vips)
+        _check_strict(r, inst)
         seen: set[str] = set()
         for tracked in inst.track_script:
             if tracked.name not in script_names:
@@ -248,6 +251,37 @@ def _check_unicast(r: _Reporter, inst: VrrpInstance) -> None:
             r.report("error", r.path(peer), f"{addr} is listed twice", "remove the duplicate",
                      str(addr))
         seen.add(addr)
+
+
+def _check_vip_is_no_node(r: _Reporter, inst: VrrpInstance,
+                          vips: Sequence[VirtualAddress]) -> None:
+    """A VIP equal to a node's own address moves that node's address away with it."""
+    nodes = {p.address for p in inst.unicast_peer}
+    for src in (inst.unicast_src_ip, inst.mcast_src_ip):
+        if src is not None:
+            nodes.add(src)
+    for vip in vips:
+        if vip.ip in nodes:
+            r.report("warning", r.path(vip),
+                     f"virtual address {vip.ip} is also a node's own address (unicast_src_ip, "
+                     "mcast_src_ip or unicast_peer)",
+                     "give the VIP an address no node owns: a failover would take that "
+                     "node's own address away", str(vip.ip))
+
+
+def _check_strict(r: _Reporter, inst: VrrpInstance) -> None:
+    """keepalived's vrrp_strict refuses unicast and authentication (RFC conformance)."""
+    if not (inst.strict_mode or r.config.global_.vrrp_strict):
+        return
+    key = "strict_mode" if inst.strict_mode else "vrrp_strict"
+    if inst.unicast_peer:
+        r.report("warning", r.path(inst, "unicast_peer"),
+                 f"{key} with unicast_peer: keepalived refuses this combination (RFC 5798 "
+                 "knows only multicast)", f"remove {key}, or use multicast adverts")
+    if inst.authentication is not None:
+        r.report("warning", r.path(inst, "authentication"),
+                 f"{key} with authentication: keepalived refuses this combination (RFC 5798 "
+                 "has no authentication)", f"remove {key}, or remove authentication")
 
 
 def _check_vrid_clashes(r: _Reporter) -> None:
@@ -316,6 +350,12 @@ def _check_pool(r: _Reporter, vs: VirtualServer) -> None:
     total = 0
     for rs in vs.real_servers:
         total += rs.weight
+        if not rs.checkers:
+            r.report("warning", r.path(rs, "ip"),
+                     f"real server {rs.ip} has no health check: it is always up, and IPVS "
+                     "keeps sending it sessions when it is down",
+                     "add an SMTP_CHECK (or TCP_CHECK / MISC_CHECK) to the real_server",
+                     str(rs.ip))
         if family is not None and rs.lvs_method is not LvsMethod.TUN and rs.ip.version != family:
             r.report("error", r.path(rs, "ip"),
                      f"real server is IPv{rs.ip.version} but the virtual server is IPv{family}",

@@ -36,7 +36,7 @@ def test_broken_file_lists_every_error_sorted_by_line() -> None:
     status, lines = run(DATA / "broken.toml")
     assert status == 1
     *diags, summary = lines
-    assert summary == "1 file checked: 12 errors, 0 warnings"
+    assert summary == "1 file checked: 12 errors, 1 warning"  # + a real server with no check
     numbers = [int(line.split(":")[1]) for line in diags]
     assert numbers == sorted(numbers)
     text = "\n".join(diags)
@@ -125,3 +125,11 @@ def test_host_check_rejects_a_directory_but_accepts_a_socket(tmp_path: Path) -> 
     out = io.StringIO()
     assert check_command([_host_config(tmp_path, sock)], out=out, host_checks=True) == 0
     assert out.getvalue().splitlines() == ["1 file checked: OK"]
+
+
+def test_a_keepalived_conf_is_pointed_at_the_importer() -> None:
+    path = Path(__file__).parent / "data" / "keepalived" / "full.conf"
+    status, lines = run(path)
+    assert status == 1
+    assert "this is a keepalived.conf, not a mailha TOML file" in lines[0]
+    assert f"mailha import-keepalived {path} > mailha.toml" in lines[0]

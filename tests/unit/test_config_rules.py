@@ -50,6 +50,8 @@ connect_timeout = 2
 
 [[virtual_server.real_server]]
 ip = "10.12.49.36"
+
+[[virtual_server.real_server.TCP_CHECK]]
 """
 
 
@@ -191,6 +193,15 @@ CASES = [
     # keepalived names and unknown keys
     ("alias-lb-algo", 'lvs_sched = "rr"', 'lb_algo = "rr"', "error", "virtual_server[0].lb_algo",
      'unknown key "lb_algo"', "lb_algo"),
+    ("vip-is-a-peer", '["10.12.49.37/24 dev eth0 label eth0:mail"]',
+     '["10.12.49.36/24 dev eth0 label eth0:mail"]', "warning",
+     "vrrp_instance.VI_postfix.virtual_ipaddress[0]", "is also a node's own address",
+     "10.12.49.36/24 dev"),
+    ("strict-with-unicast", 'state = "MASTER"', 'state = "MASTER"\nstrict_mode = true',
+     "warning", "vrrp_instance.VI_postfix.unicast_peer", "keepalived refuses",
+     'unicast_peer = ["10.12.49.36"]'),
+    ("real-server-without-check", '[[virtual_server.real_server.TCP_CHECK]]\n', "", "warning",
+     "virtual_server[0].real_server[1].ip", "has no health check", 'ip = "10.12.49.36"'),
     ("alias-lb-kind", 'lvs_method = "DR"\nvrrp', 'lb_kind = "DR"\nvrrp', "error",
      "virtual_server[0].lb_kind", 'unknown key "lb_kind"', "lb_kind"),
     ("alias-no-accept", 'state = "MASTER"', 'state = "MASTER"\nno_accept = true', "error",

@@ -212,6 +212,10 @@ class Metrics:
             "mailha_component_up",
             "1 while a non-critical part (metrics, control socket) works; 0 while it is "
             "unavailable and being retried", ["component"], registry=r)
+        self.asyncio_tasks = Gauge(
+            "mailha_asyncio_tasks",
+            "asyncio tasks alive in the daemon's event loop, counted at scrape time "
+            "(a number that keeps growing is a task leak)", registry=r)
         self.config_last_reload_successful.set(1)
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
@@ -268,6 +272,7 @@ class MetricsServer:
                         await asyncio.wait_for(self._refresh(), timeout=5)
                     except Exception as exc:  # serve stale counters rather than nothing
                         log.warning("metrics refresh failed: %s", exc)
+                self.metrics.asyncio_tasks.set(len(asyncio.all_tasks()))
                 body = self.metrics.render()
                 await self._reply(writer, 200, body, CONTENT_TYPE_LATEST,
                                   head_only=parts[0] == "HEAD")

@@ -310,7 +310,8 @@ class LvsManager:
     # ------------------------------------------------------------------ checks
 
     def _start_checks(self) -> None:
-        self._scheduler = CheckScheduler(self.health, self._on_update, on_result=self._on_result)
+        self._scheduler = CheckScheduler(self.health, self._on_update, on_result=self._on_result,
+                                         on_overrun=self._on_overrun)
         self._tasks.append(asyncio.create_task(self._scheduler.run(), name="checks"))
         for i, svc in enumerate(self.health):
             self._publish_pool(i, svc)

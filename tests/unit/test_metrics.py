@@ -78,6 +78,7 @@ def test_render_has_every_family_with_its_type() -> None:
         "mailha_config_last_reload_timestamp_seconds": "gauge",
         "mailha_start_time_seconds": "gauge",
         "mailha_component_up": "gauge",
+        "mailha_asyncio_tasks": "gauge",
         "mailha_ipvs_connections": "counter",
         "mailha_ipvs_incoming_packets": "counter",
         "mailha_ipvs_outgoing_packets": "counter",
@@ -234,6 +235,25 @@ async def test_get_metrics(server: MetricsServer) -> None:
     names = {f.name for f in text_string_to_metric_families(body.decode())}
     assert "mailha_vrrp_state" in names
     assert 'mailha_vrrp_state{state="MASTER",vrrp_instance="VI_SMTP"} 1.0' in body.decode()
+
+
+async def test_scrape_counts_the_loops_tasks(server: MetricsServer) -> None:
+    def tasks(body: bytes) -> float:
+        for family in text_string_to_metric_families(body.decode()):
+            if family.name == "mailha_asyncio_tasks":
+                return float(family.samples[0].value)
+        raise AssertionError("no mailha_asyncio_tasks")
+
+    before = tasks((await get(server.port, "/metrics"))[2])
+    assert before >= 2  # this test and the connection handler serving the scrape
+    sleepers = [asyncio.create_task(asyncio.sleep(60)) for _ in range(5)]
+    try:
+        assert tasks((await get(server.port, "/metrics"))[2]) == before + 5
+    finally:
+        for task in sleepers:
+            task.cancel()
+        await asyncio.gather(*sleepers, return_exceptions=True)
+    assert tasks((await get(server.port, "/metrics"))[2]) == before
 
 
 async def test_query_string_is_ignored(server: MetricsServer) -> None:

@@ -1,0 +1,61 @@
+"""LvsManager's check wiring: what the scheduler reports reaches the exported metrics.
+
+No IPVS here: only the manager's check side runs (``_start_checks``/``_stop_checks``),
+against an SMTP "server" on loopback that accepts and never greets, so every check
+times out after connect_timeout, longer than its delay_loop slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, cast
+
+from mailha.config import loads
+from mailha.lvs.manager import LvsManager
+from mailha.metrics import Metrics
+
+
+async def test_overruns_reach_mailha_check_overruns_total(tmp_path: Path) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never sends a banner; ends when the checker gives up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    text = f"""
+[global]
+router_id = "t"
+[metrics]
+enabled = false
+[control]
+socket = "{tmp_path / 'mailha.sock'}"
+[[virtual_server]]
+ip = "10.96.0.1"
+port = 25
+delay_loop = 0.1
+connect_timeout = 0.3
+retry = 0
+warmup = 0
+[[virtual_server.real_server]]
+ip = "127.0.0.1"
+port = {port}
+[[virtual_server.real_server.SMTP_CHECK]]
+"""
+    path = tmp_path / "mailha.toml"
+    path.write_text(text)
+    metrics = Metrics()
+    manager = LvsManager(loads(text, path), metrics=metrics, addresses=cast(Any, None))
+    labels = {"service": "TCP 10.96.0.1:25", "real_server": f"127.0.0.1:{port}"}
+    try:
+        manager._start_checks()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            got = metrics.registry.get_sample_value("mailha_check_overruns_total", labels)
+            if got:
+                break
+        assert got is not None and got >= 1, got
+    finally:
+        await manager._stop_checks()
+        server.close()
+        await server.wait_closed()

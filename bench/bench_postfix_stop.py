@@ -1,0 +1,375 @@
+"""Benchmark the sessions a stopping Postfix costs the VIP: mailha vs the keepalived seed.
+
+Needs ip_vs, so it normally runs in the VM::
+
+    tests/vm/vmrun --mem 2G --timeout 3000 -- /opt/mailha-venv/bin/python \\
+        bench/bench_postfix_stop.py [--reps 5] [--quick] [--ka-script-timeout 5] \\
+        [--scenarios killed,stop,drain,backup] [--no-keepalived | --no-mailha] [--verbose]
+
+(``--no-mailha`` needs no ip_vs: the keepalived half also runs on the host.)
+
+The seed topology with a real Postfix on both nodes, and a client that opens a new TCP
+session to VIP:25 every 20 ms (50/s), reads the 220 banner and says QUIT. A session
+fails if the connect is refused or reset, or no banner arrives within 2 s. Per
+repetition: the client runs ~1 s steady, the event happens, then the bench waits until
+the cluster has reacted (the real server out of the table; the VIP moved) and 2.5 s more.
+
+mailha, as ``config/node1.toml`` ships it for IPVS: all-in-one DR, rr, ``local_watch``
+on both real servers, SMTP_CHECK delay_loop 0.5, connect_timeout 1, retry 1,
+delay_before_retry 0.2; priorities 150/100, VRRPv2 advert_int 1; n1 is master.
+(Not run: node1.toml's ``chk_postfix`` track script, weight 20. It cannot move the VIP
+in these events, 150 against 100 + 20, and a Python check every second on both nodes
+would load the emulated VM.) Events, all on n1 (the master) but the last:
+
+* ``killed``: SIGKILL of the Postfix master (and its children: a crash);
+* ``stop``: ``postfix stop`` (the lab's equivalent: SIGTERM to the master, as
+  postfix-script does, without its integrity checks that take ~40 s in the VM);
+* ``drain``: ``systemctl stop postfix`` with deploy/systemd's mailha-drain.conf drop-in.
+  There is no systemd in the lab, so the drop-in's ExecStop sequence is run as it is
+  written: ``mailha drain --wait 30 local`` on n1, then ``postfix stop``; and after the
+  restart its ExecStartPost, ``mailha undrain local``. The event starts with the drain;
+* ``backup``: SIGKILL of n2's Postfix master (n2 is a real server of n1's table; n1
+  cannot watch it and finds it by its SMTP_CHECK).
+
+keepalived, the seed setup (both priority 100, track script every 1 s on Postfix with
+weight +100, no IPVS, so the VIP moves to the other node): ``killed``, ``stop`` and
+``backup`` on the VIP holder; ``drain`` does not exist there (it is ``stop``).
+
+Figures per event: the time from the event to the start of the last failed session
+(0 when none failed; a session started just before the event that fails because of it
+counts as at the event), and the number of failed sessions. After each event Postfix
+is restarted and the cluster settles (real server back in the table / one master)
+before the next. Prints median and max; asserts nothing about timing; exits 1 if the
+lab cannot be driven.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import BenchError, run_bounded, wait_for
+from bench_detection import IpvsPoller
+
+from mailha.demo import ipvs_available as have_ipvs
+from mailha.lab.cluster import ClusterOptions, MailhaCluster
+from mailha.lab.keepalived import Keepalived
+from mailha.lab.seedlab import SeedLab
+from mailha.lab.smtpload import OutageProbe, Session
+from mailha.lab.topology import SeedTopology
+
+SCENARIOS = {
+    "killed": "Postfix killed (SIGKILL master)",
+    "stop": "`postfix stop`",
+    "drain": "systemctl stop + drain drop-in*",
+    "backup": "backup's Postfix killed",
+}
+INTERVAL = 0.02  # a new session every 20 ms: 50/s
+SESSION_TIMEOUT = 2.0  # no banner within this: failed
+STEADY = 1.0  # seconds of steady load before the event
+AFTER = SESSION_TIMEOUT + 0.5  # after the cluster reacted: late failures show up by then
+MAILHA = ClusterOptions(  # config/node1.toml's virtual_server, checks and priorities
+    ipvs=True, local_watch=True, delay_loop=0.5, connect_timeout=1.0, retry=1,
+    delay_before_retry=0.2,
+)
+
+
+@dataclass(frozen=True)
+class Rep:
+    """One event: failed sessions, the last one's start after the event, what it took."""
+
+    failed: int
+    last: float  # s from the event to the start of the last failed session (0: none)
+    sessions: int
+    rate: float  # new sessions/s actually started
+    out: float | None = None  # s until the real server left the master's table
+    early: int = 0  # failed sessions that ended before the event (an unsettled cluster)
+    errors: str = ""
+
+
+def tally(sessions: Sequence[Session], t0: float, out: float | None = None) -> Rep:
+    """Failed sessions after the client first saw the service, relative to event ``t0``."""
+    ordered = sorted(sessions, key=lambda s: s.started)
+    first_ok = next((s.ended for s in ordered if s.ok), None)
+    if first_ok is None:
+        raise BenchError("the client never read a banner from VIP:25")
+    seen = [s for s in ordered if s.ended > first_ok]
+    failed = [s for s in seen if not s.ok]
+    early = [s for s in failed if s.ended < t0]
+    span = ordered[-1].started - ordered[0].started
+    errors: dict[str, int] = {}
+    for s in failed:
+        errors[s.error] = errors.get(s.error, 0) + 1
+    return Rep(
+        failed=len(failed),
+        last=max([s.started - t0 for s in failed] + [0.0]),
+        sessions=len(ordered),
+        rate=(len(ordered) - 1) / span if span > 0 else 0.0,
+        out=out,
+        early=len(early),
+        errors=", ".join(f"{k} {v}" for k, v in sorted(errors.items())),
+    )
+
+
+Event = Callable[[], Awaitable[None]]
+Reacted = Callable[[OutageProbe, float], Awaitable[float | None]]
+
+
+async def measure(topo: SeedTopology, event: Event, reacted: Reacted) -> Rep:
+    """Steady load, ``event``, wait for ``reacted`` and AFTER s more; tally the sessions."""
+    loop = asyncio.get_running_loop()
+    async with OutageProbe(
+        str(topo.vip), netns=topo.netns("cl"), interval=INTERVAL, probe_timeout=SESSION_TIMEOUT
+    ) as p:
+        await p.wait_success(time_limit=30)
+        await asyncio.sleep(STEADY)
+        t0 = loop.time()
+        await event()
+        out = await reacted(p, t0)
+        await asyncio.sleep(AFTER)
+    return tally(p.sessions, t0, out)
+
+
+# ------------------------------------------------------------------------- mailha
+
+
+async def bench_mailha(
+    lab: SeedLab, scenarios: Sequence[str], reps: int, verbose: bool
+) -> dict[str, list[Rep]]:
+    topo, postfix = lab.topo, lab.postfix
+    loop = asyncio.get_running_loop()
+    ipvs = IpvsPoller(topo, "n1")
+    sock = str(topo.node_dir("n1") / "mailha.sock")
+    results: dict[str, list[Rep]] = {k: [] for k in scenarios}
+
+    async def mailha(*argv: str) -> None:
+        cmd = [sys.executable, "-m", "mailha", *argv, "--socket", sock]
+        result = await topo.exec("n1", cmd, time_limit=120, check=False)
+        if not result.ok:
+            raise BenchError(f"{' '.join(argv)}: {(result.stdout + result.stderr).strip()}")
+
+    async with MailhaCluster(topo, MAILHA, log_level="debug") as cluster:
+        await cluster.wait_master("n1", time_limit=120)
+        for node in topo.servers:
+            await ipvs.until(True, f"{topo.address(node)}:25", loop.time(), 120)
+        for rep in range(reps):
+            for kind in scenarios:
+                node = "n2" if kind == "backup" else "n1"
+                dest = f"{topo.address(node)}:25"
+
+                async def event(kind: str = kind, node: str = node) -> None:
+                    if kind in ("killed", "backup"):
+                        await postfix[node].abort()
+                        return
+                    if kind == "drain":  # the drop-in's ExecStop, in its order
+                        await mailha("drain", "--wait", "30", "local")
+                    await postfix[node].stop()
+
+                async def reacted(_p: OutageProbe, t0: float, dest: str = dest) -> float:
+                    return await ipvs.until(False, dest, t0, 30)
+
+                log_at = cluster.log_path("n1").stat().st_size
+                wall = time.time()
+                result = await measure(topo, event, reacted)
+                results[kind].append(result)
+                report(f"mailha {kind} #{rep + 1}", result, wall)
+                if verbose or result.early:
+                    show_log(cluster.log("n1").encode()[log_at:].decode(errors="replace"))
+                await postfix[node].start(time_limit=300)
+                if kind == "drain":  # the drop-in's ExecStartPost
+                    await mailha("undrain", "local")
+                await ipvs.until(True, dest, loop.time(), 120)
+                if await topo.vip_masters() != ["n1"]:
+                    raise BenchError("the VIP left n1 although only a Postfix stopped")
+        if "Traceback" in cluster.log("n1") + cluster.log("n2"):
+            raise BenchError("mailha logged a traceback")
+    return results
+
+
+def show_log(text: str) -> None:
+    for line in text.splitlines():
+        print(f"      | {line}")
+
+
+# --------------------------------------------------------------------- keepalived
+
+
+async def bench_keepalived(
+    lab: SeedLab, scenarios: Sequence[str], reps: int
+) -> dict[str, list[Rep]]:
+    topo, postfix = lab.topo, lab.postfix
+    loop = asyncio.get_running_loop()
+    results: dict[str, list[Rep]] = {k: [] for k in scenarios if k != "drain"}
+
+    async def one_master() -> bool:
+        return len(await topo.vip_masters()) == 1
+
+    async with contextlib.AsyncExitStack() as stack:
+        for node in topo.servers:
+            await stack.enter_async_context(Keepalived(
+                topo.node_dir(node) / "keepalived", lab.keepalived_config(node),
+                netns=topo.netns(node),
+            ))
+        for rep in range(reps):
+            for kind in results:
+                await wait_for("one keepalived master", one_master, 120)
+                await asyncio.sleep(3.0)  # scripts passing on both nodes, election settled
+                await wait_for("one keepalived master", one_master, 60)
+                (master,) = await topo.vip_masters()
+                other = next(n for n in topo.servers if n != master)
+                node = other if kind == "backup" else master
+
+                async def event(kind: str = kind, node: str = node) -> None:
+                    await (postfix[node].stop() if kind == "stop" else postfix[node].abort())
+
+                async def reacted(
+                    p: OutageProbe, t0: float, kind: str = kind, to: str = other
+                ) -> float | None:
+                    if kind == "backup":
+                        return None
+
+                    async def moved() -> bool:
+                        return await topo.vip_masters() == [to]
+
+                    await wait_for(f"the VIP on {to}", moved, 60)
+                    took = loop.time() - t0
+
+                    async def answering(since: float = loop.time()) -> bool:
+                        return (p.report().last_success or 0.0) > since
+
+                    await wait_for("VIP:25 answering after the VIP moved", answering, 30,
+                                   every=0.01)
+                    return took
+
+                wall = time.time()
+                result = await measure(topo, event, reacted)
+                results[kind].append(result)
+                report(f"keepalived {kind} #{rep + 1}", result, wall, out="VIP moved")
+                await postfix[node].start(time_limit=300)
+    return results
+
+
+# ------------------------------------------------------------------------- report
+
+
+def report(label: str, r: Rep, wall: float, *, out: str = "RS out") -> None:
+    at = time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall % 1 * 1000):03d}"
+    took = f", {out} {r.out * 1000:.0f} ms" if r.out is not None else ""
+    print(
+        f"  {label}: {r.failed} failed, last {r.last * 1000:.0f} ms{took};"
+        f" {r.sessions} sessions at {r.rate:.1f}/s; started {at}"
+        + (f" [{r.errors}]" if r.errors else "")
+        + (f" WARNING {r.early} failed before the event" if r.early else ""),
+        flush=True,
+    )
+
+
+def stats(values: Sequence[float]) -> str:
+    return f"{statistics.median(values):7.0f} {max(values):7.0f}"
+
+
+def print_table(rows: Sequence[tuple[str, str, list[Rep]]]) -> None:
+    head = (
+        f"{'':<12} {'event':<34} | {'last failed (ms)':>15} | {'failed sessions':>21}"
+        f" | {'RS out / VIP moved':>18} | {'rate':>5}"
+    )
+    print(head)
+    print(
+        f"{'':<12} {'':<34} | {'median':>7} {'max':>7} | {'median':>7} {'max':>6} {'total':>6}"
+        f" | {'median ms':>9} {'max':>8} | {'/s':>5}"
+    )
+    print("-" * len(head))
+    for impl, kind, reps in rows:
+        if not reps:
+            continue
+        outs = [r.out * 1000 for r in reps if r.out is not None]
+        out = f"{statistics.median(outs):9.0f} {max(outs):8.0f}" if outs else f"{'-':>9} {'-':>8}"
+        print(
+            f"{impl:<12} {SCENARIOS[kind]:<34} | {stats([r.last * 1000 for r in reps])}"
+            f" | {statistics.median(r.failed for r in reps):7.0f} {max(r.failed for r in reps):6d}"
+            f" {sum(r.failed for r in reps):6d} | {out:>18} |"
+            f" {statistics.median(r.rate for r in reps):5.1f}"
+        )
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    reps = 1 if args.quick else args.reps
+    scenarios = args.scenarios.split(",")
+    in_vm = os.environ.get("MAILHA_IN_VM") == "1"
+    print(
+        f"bench_postfix_stop: {reps} rep(s) of {scenarios},"
+        f" {'VM' if in_vm else 'host'} {platform.node()} ({len(os.sched_getaffinity(0))} CPUs),"
+        f" {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        flush=True,
+    )
+    rows: list[tuple[str, str, list[Rep]]] = []
+    async with SeedLab(
+        args.prefix, keepalived=False, script_interval=1.0, script_timeout=args.ka_script_timeout
+    ) as lab:
+        if not args.no_mailha:
+            started = time.monotonic()
+            got = await bench_mailha(lab, scenarios, reps, args.verbose)
+            print(f"  mailha: {time.monotonic() - started:.0f} s", flush=True)
+            rows += [("mailha", k, v) for k, v in got.items()]
+        if not args.no_keepalived:
+            started = time.monotonic()
+            got = await bench_keepalived(lab, scenarios, reps)
+            print(f"  keepalived: {time.monotonic() - started:.0f} s", flush=True)
+            rows += [("keepalived", k, v) for k, v in got.items()]
+    print()
+    print(
+        f"From the event to the last failed new session on VIP:25 (a new session every"
+        f" {INTERVAL * 1000:.0f} ms; failed: refused, reset or no banner in"
+        f" {SESSION_TIMEOUT:g} s); {reps} rep(s) each"
+    )
+    print_table(rows)
+    print("* no systemd in the lab: the drop-in's sequence is run as written"
+          " (`mailha drain --wait 30 local` on the master, then `postfix stop`)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per event (5)")
+    parser.add_argument("--quick", action="store_true", help="one repetition")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS),
+        help=f"comma-separated events, from {','.join(SCENARIOS)} (all)",
+    )
+    parser.add_argument("--no-keepalived", action="store_true", help="skip keepalived")
+    parser.add_argument("--no-mailha", action="store_true", help="skip mailha")
+    parser.add_argument(
+        "--ka-script-timeout", type=float, default=None, metavar="SECONDS",
+        help="timeout for keepalived's track script (default: keepalived's own); in the VM"
+        " a check takes 0.3-2.4 s, times out and flaps the priority unless this is raised",
+    )
+    parser.add_argument("--verbose", action="store_true",
+                        help="print n1's mailha log (debug) of each mailha event")
+    parser.add_argument("--prefix", default="mhB7", help="namespace/interface name prefix")
+    parser.add_argument("--time-limit", type=float, default=2700.0, help="give up after (2700 s)")
+    args = parser.parse_args(argv)
+    unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
+    if unknown or args.reps < 1:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; --reps must be >= 1")
+    if not args.no_mailha and not have_ipvs():
+        print(
+            "bench_postfix_stop: FAILED: no ip_vs in this kernel: run it under tests/vm/vmrun",
+            file=sys.stderr,
+        )
+        return 1
+    return run_bounded("bench_postfix_stop", lambda: main_async(args), args.time_limit)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

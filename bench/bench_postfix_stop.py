@@ -65,8 +65,10 @@ from bench_detection import IpvsPoller
 from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
 from mailha.lab.keepalived import Keepalived
+from mailha.lab.netns import Process
 from mailha.lab.seedlab import SeedLab
-from mailha.lab.smtpload import OutageProbe, Session
+from mailha.lab.sessionprobe import parse_sessions
+from mailha.lab.smtpload import Session
 from mailha.lab.topology import SeedTopology
 
 SCENARIOS = {
@@ -98,16 +100,13 @@ class Rep:
     errors: str = ""
 
 
-def tally(sessions: Sequence[Session], t0: float, out: float | None = None) -> Rep:
-    """Failed sessions after the client first saw the service, relative to event ``t0``."""
+def tally(sessions: Sequence[Session], window: tuple[float, float], t0: float,
+          out: float | None = None) -> Rep:
+    """The sessions started in ``window``, relative to the event at ``t0``."""
     ordered = sorted(sessions, key=lambda s: s.started)
-    first_ok = next((s.ended for s in ordered if s.ok), None)
-    if first_ok is None:
-        raise BenchError("the client never read a banner from VIP:25")
-    seen = [s for s in ordered if s.ended > first_ok]
-    failed = [s for s in seen if not s.ok]
-    early = [s for s in failed if s.ended < t0]
-    span = ordered[-1].started - ordered[0].started
+    if not any(s.ok for s in ordered if s.started < t0):
+        raise BenchError("the client read no banner from VIP:25 before the event")
+    failed = [s for s in ordered if not s.ok]
     errors: dict[str, int] = {}
     for s in failed:
         errors[s.error] = errors.get(s.error, 0) + 1
@@ -115,30 +114,84 @@ def tally(sessions: Sequence[Session], t0: float, out: float | None = None) -> R
         failed=len(failed),
         last=max([s.started - t0 for s in failed] + [0.0]),
         sessions=len(ordered),
-        rate=(len(ordered) - 1) / span if span > 0 else 0.0,
+        rate=len(ordered) / (window[1] - window[0]),
         out=out,
-        early=len(early),
+        early=sum(1 for s in failed if s.ended < t0),
         errors=", ".join(f"{k} {v}" for k, v in sorted(errors.items())),
     )
 
 
+class Prober:
+    """``mailha.lab.sessionprobe`` in the client namespace for a whole phase: a new
+    session to VIP:25 every INTERVAL s; the sessions read back from its output."""
+
+    def __init__(self, topo: SeedTopology, name: str) -> None:
+        self.topo = topo
+        self.path = topo.workdir / f"sessions-{name}.log"
+        self.proc: Process | None = None
+        self.sessions: list[Session] = []
+        self._offset = 0
+        self.windows: list[tuple[float, float]] = []
+
+    async def __aenter__(self) -> Prober:
+        self.proc = await self.topo.spawn("cl", [
+            sys.executable, "-m", "mailha.lab.sessionprobe", str(self.topo.vip),
+            "--interval", str(INTERVAL), "--timeout", str(SESSION_TIMEOUT)], self.path)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            await self.proc.stop(time_limit=SESSION_TIMEOUT + 10)
+
+    def read(self) -> list[Session]:
+        """Every session finished so far (reads only what was added since last time)."""
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        self.sessions += parse_sessions(complete.decode(errors="replace").splitlines(True))
+        return self.sessions
+
+    async def wait_success(self, after: float, time_limit: float = 120) -> None:
+        async def answered() -> bool:
+            return any(s.ok and s.started > after for s in reversed(self.read()[-200:]))
+        await wait_for(f"a banner from VIP:25 ({self.path.name})", answered, time_limit,
+                       every=0.05)
+
+    def between(self, since: float, until: float) -> list[Session]:
+        self.windows.append((since, until))
+        return [s for s in self.read() if since <= s.started < until]
+
+    def failed_outside(self) -> int:
+        """Failed sessions between the first and the last window but in none (settling)."""
+        if not self.windows:
+            return 0
+        first, last = self.windows[0][0], self.windows[-1][1]
+        return sum(
+            1 for s in self.read()
+            if not s.ok and first <= s.started < last
+            and not any(a <= s.started < b for a, b in self.windows)
+        )
+
+
 Event = Callable[[], Awaitable[None]]
-Reacted = Callable[[OutageProbe, float], Awaitable[float | None]]
+Reacted = Callable[[float], Awaitable[float | None]]
 
 
-async def measure(topo: SeedTopology, event: Event, reacted: Reacted) -> Rep:
+async def measure(prober: Prober, event: Event, reacted: Reacted) -> Rep:
     """Steady load, ``event``, wait for ``reacted`` and AFTER s more; tally the sessions."""
     loop = asyncio.get_running_loop()
-    async with OutageProbe(
-        str(topo.vip), netns=topo.netns("cl"), interval=INTERVAL, probe_timeout=SESSION_TIMEOUT
-    ) as p:
-        await p.wait_success(time_limit=30)
-        await asyncio.sleep(STEADY)
-        t0 = loop.time()
-        await event()
-        out = await reacted(p, t0)
-        await asyncio.sleep(AFTER)
-    return tally(p.sessions, t0, out)
+    since = loop.time()
+    await prober.wait_success(since, time_limit=30)
+    await asyncio.sleep(STEADY)
+    t0 = loop.time()
+    await event()
+    out = await reacted(t0)
+    await asyncio.sleep(AFTER - SESSION_TIMEOUT)
+    until = loop.time()
+    await asyncio.sleep(SESSION_TIMEOUT + 0.5)  # every session started by ``until`` ended
+    return tally(prober.between(since, until), (since, until), t0, out)
 
 
 # ------------------------------------------------------------------------- mailha
@@ -159,7 +212,8 @@ async def bench_mailha(
         if not result.ok:
             raise BenchError(f"{' '.join(argv)}: {(result.stdout + result.stderr).strip()}")
 
-    async with MailhaCluster(topo, MAILHA, log_level="debug") as cluster:
+    async with MailhaCluster(topo, MAILHA, log_level="debug") as cluster, \
+            Prober(topo, "mailha") as prober:
         await cluster.wait_master("n1", time_limit=120)
         for node in topo.servers:
             await ipvs.until(True, f"{topo.address(node)}:25", loop.time(), 120)
@@ -176,12 +230,12 @@ async def bench_mailha(
                         await mailha("drain", "--wait", "30", "local")
                     await postfix[node].stop()
 
-                async def reacted(_p: OutageProbe, t0: float, dest: str = dest) -> float:
+                async def reacted(t0: float, dest: str = dest) -> float:
                     return await ipvs.until(False, dest, t0, 30)
 
                 log_at = cluster.log_path("n1").stat().st_size
                 wall = time.time()
-                result = await measure(topo, event, reacted)
+                result = await measure(prober, event, reacted)
                 results[kind].append(result)
                 report(f"mailha {kind} #{rep + 1}", result, wall)
                 missed = result.failed > (0 if kind == "drain" else 3)
@@ -193,6 +247,8 @@ async def bench_mailha(
                 await ipvs.until(True, dest, loop.time(), 120)
                 if await topo.vip_masters() != ["n1"]:
                     raise BenchError("the VIP left n1 although only a Postfix stopped")
+        print(f"  mailha: {prober.failed_outside()} failed session(s) while settling",
+              flush=True)
         if "Traceback" in cluster.log("n1") + cluster.log("n2"):
             raise BenchError("mailha logged a traceback")
     return results
@@ -217,6 +273,7 @@ async def bench_keepalived(
         return len(await topo.vip_masters()) == 1
 
     async with contextlib.AsyncExitStack() as stack:
+        prober = await stack.enter_async_context(Prober(topo, "keepalived"))
         for node in topo.servers:
             await stack.enter_async_context(Keepalived(
                 topo.node_dir(node) / "keepalived", lab.keepalived_config(node),
@@ -234,9 +291,7 @@ async def bench_keepalived(
                 async def event(kind: str = kind, node: str = node) -> None:
                     await (postfix[node].stop() if kind == "stop" else postfix[node].abort())
 
-                async def reacted(
-                    p: OutageProbe, t0: float, kind: str = kind, to: str = other
-                ) -> float | None:
+                async def reacted(t0: float, kind: str = kind, to: str = other) -> float | None:
                     if kind == "backup":
                         return None
 
@@ -245,19 +300,16 @@ async def bench_keepalived(
 
                     await wait_for(f"the VIP on {to}", moved, 60)
                     took = loop.time() - t0
-
-                    async def answering(since: float = loop.time()) -> bool:
-                        return (p.report().last_success or 0.0) > since
-
-                    await wait_for("VIP:25 answering after the VIP moved", answering, 30,
-                                   every=0.01)
+                    await prober.wait_success(loop.time(), time_limit=30)
                     return took
 
                 wall = time.time()
-                result = await measure(topo, event, reacted)
+                result = await measure(prober, event, reacted)
                 results[kind].append(result)
                 report(f"keepalived {kind} #{rep + 1}", result, wall, out="VIP moved")
                 await postfix[node].start(time_limit=300)
+        print(f"  keepalived: {prober.failed_outside()} failed session(s) while settling",
+              flush=True)
     return results
 
 

@@ -52,7 +52,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -80,7 +79,6 @@ SCENARIOS = {
     "drain": "systemctl stop + drain drop-in*",
     "backup": "backup's Postfix killed",
 }
-INTERVAL = 0.02  # a new session every 20 ms: 50/s
 SESSION_TIMEOUT = 2.0  # no banner within this: failed
 STEADY = 1.0  # seconds of steady load before the event
 AFTER = SESSION_TIMEOUT + 0.5  # after the cluster reacted: late failures show up by then
@@ -124,7 +122,7 @@ def tally(sessions: Sequence[Session], window: tuple[float, float], t0: float,
     )
 
 
-async def build_prober(workdir: Path) -> list[str]:
+async def build_prober(workdir: Path, vip: str, interval: float) -> list[str]:
     """argv of the session prober: bench/sessionprobe.c built with ``cc`` (~1/30 of the
     Python prober's CPU), or ``python -m mailha.lab.sessionprobe`` without a compiler."""
     binary = workdir / "sessionprobe"
@@ -133,14 +131,15 @@ async def build_prober(workdir: Path) -> list[str]:
         result = await netns.run(["cc", "-O2", "-o", str(binary), str(source)],
                                  time_limit=300, check=False)
         if result.ok:
-            return [str(binary)]
+            return [str(binary), vip, "25", str(interval), str(SESSION_TIMEOUT)]
         print(f"  cc failed, the Python prober runs instead: {result.stderr.strip()}")
-    return [sys.executable, "-m", "mailha.lab.sessionprobe"]
+    return [sys.executable, "-m", "mailha.lab.sessionprobe", vip, "--interval", str(interval),
+            "--timeout", str(SESSION_TIMEOUT)]
 
 
 class Prober:
     """The session prober in the client namespace for a whole phase: a new session to
-    VIP:25 every INTERVAL s; the sessions read back from its output."""
+    VIP:25 every ``--rate``th of a second; the sessions read back from its output."""
 
     def __init__(self, topo: SeedTopology, name: str, argv: Sequence[str]) -> None:
         self.topo = topo
@@ -152,12 +151,7 @@ class Prober:
         self.windows: list[tuple[float, float]] = []
 
     async def __aenter__(self) -> Prober:
-        if self.argv[0] == sys.executable:
-            args = [str(self.topo.vip), "--interval", str(INTERVAL), "--timeout",
-                    str(SESSION_TIMEOUT)]
-        else:
-            args = [str(self.topo.vip), "25", str(INTERVAL), str(SESSION_TIMEOUT)]
-        self.proc = await self.topo.spawn("cl", self.argv + args, self.path)
+        self.proc = await self.topo.spawn("cl", self.argv, self.path)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -378,10 +372,12 @@ def print_table(rows: Sequence[tuple[str, str, list[Rep]]]) -> None:
 
 
 async def run_phases(args: argparse.Namespace, scenarios: Sequence[str], reps: int,
-                     prober: list[str], rows: list[tuple[str, str, list[Rep]]]) -> None:
+                     rows: list[tuple[str, str, list[Rep]]]) -> None:
     async with SeedLab(
         args.prefix, keepalived=False, script_interval=1.0, script_timeout=args.ka_script_timeout
     ) as lab:
+        prober = await build_prober(lab.topo.workdir, str(lab.topo.vip), 1 / args.rate)
+        print(f"  session prober: {' '.join(prober)}", flush=True)
         if not args.no_mailha:
             started = time.monotonic()
             got = await bench_mailha(lab, scenarios, reps, args.verbose, prober)
@@ -405,14 +401,11 @@ async def main_async(args: argparse.Namespace) -> int:
         flush=True,
     )
     rows: list[tuple[str, str, list[Rep]]] = []
-    with tempfile.TemporaryDirectory(prefix="bench_postfix_stop.") as tmp:
-        prober = await build_prober(Path(tmp))
-        print(f"  session prober: {prober[-1]}", flush=True)
-        await run_phases(args, scenarios, reps, prober, rows)
+    await run_phases(args, scenarios, reps, rows)
     print()
     print(
         f"From the event to the last failed new session on VIP:25 (a new session every"
-        f" {INTERVAL * 1000:.0f} ms; failed: refused, reset or no banner in"
+        f" {1000 / args.rate:.0f} ms; failed: refused, reset or no banner in"
         f" {SESSION_TIMEOUT:g} s); {reps} rep(s) each"
     )
     print_table(rows)
@@ -425,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions per event (5)")
     parser.add_argument("--quick", action="store_true", help="one repetition")
+    parser.add_argument("--rate", type=float, default=50.0,
+                        help="new sessions per second on VIP:25 (50)")
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS),
         help=f"comma-separated events, from {','.join(SCENARIOS)} (all)",
@@ -443,8 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=2700.0, help="give up after (2700 s)")
     args = parser.parse_args(argv)
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
-    if unknown or args.reps < 1:
-        parser.error(f"unknown scenario(s) {sorted(unknown)}; --reps must be >= 1")
+    if unknown or args.reps < 1 or args.rate <= 0:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; --reps, --rate must be > 0")
     if not args.no_mailha and not have_ipvs():
         print(
             "bench_postfix_stop: FAILED: no ip_vs in this kernel: run it under tests/vm/vmrun",

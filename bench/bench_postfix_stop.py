@@ -3,13 +3,15 @@
 Needs ip_vs, so it normally runs in the VM::
 
     tests/vm/vmrun --mem 2G --timeout 3000 -- /opt/mailha-venv/bin/python \\
-        bench/bench_postfix_stop.py [--reps 5] [--quick] [--ka-script-timeout 5] \\
+        bench/bench_postfix_stop.py [--reps 5] [--quick] [--rate 50] [--ka-script-timeout 5] \\
         [--scenarios killed,stop,drain,backup] [--no-keepalived | --no-mailha] [--verbose]
 
 (``--no-mailha`` needs no ip_vs: the keepalived half also runs on the host.)
 
 The seed topology with a real Postfix on both nodes, and a client that opens a new TCP
-session to VIP:25 every 20 ms (50/s), reads the 220 banner and says QUIT. A session
+session to VIP:25 every 20 ms (``--rate 50``/s), reads the 220 banner and says QUIT
+(bench/sessionprobe.c, built with cc at start; the Python mailha.lab.sessionprobe if
+that fails). A session
 fails if the connect is refused or reset, or no banner arrives within 2 s. Per
 repetition: the client runs ~1 s steady, the event happens, then the bench waits until
 the cluster has reacted (the real server out of the table; the VIP moved) and 2.5 s more.

@@ -41,6 +41,7 @@ __all__ = [
     "OutageProbe",
     "OutageReport",
     "SendReport",
+    "Session",
     "SmtpSourceResult",
     "build_message",
     "parse_smtp_source",
@@ -339,6 +340,17 @@ class OutageReport:
         return max((o.duration for o in self.outages), default=0.0)
 
 
+@dataclass(frozen=True)
+class Session:
+    """One probe of an :class:`OutageProbe`: when it started (connect), ended, and whether
+    it read a 220 banner (``error`` says why not)."""
+
+    started: float
+    ended: float
+    ok: bool
+    error: str = ""
+
+
 class GapTracker:
     """Sans-I/O bookkeeping for an outage probe: feed it results, read gaps.
 
@@ -422,7 +434,8 @@ class OutageProbe:
         print(probe.report().longest_gap)
 
     Probes are started on a fixed schedule and run concurrently (at most
-    ``max_in_flight``), each bounded by ``probe_timeout``.
+    ``max_in_flight``), each bounded by ``probe_timeout``. Every probe is also kept in
+    :attr:`sessions` (start and end time, outcome), for counting failed sessions.
     """
 
     def __init__(
@@ -447,6 +460,7 @@ class OutageProbe:
         self.probe_timeout = probe_timeout
         self.max_in_flight = max_in_flight
         self.tracker = GapTracker()
+        self.sessions: list[Session] = []
         self._runner: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._success = asyncio.Event()
@@ -456,18 +470,26 @@ class OutageProbe:
 
     async def _probe_once(self) -> None:
         loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             line = await read_banner(
                 self.host, self.port, netns=self.netns, time_limit=self.probe_timeout
             )
-        except (OSError, TimeoutError):
-            self.tracker.failure(loop.time())
+        except (OSError, TimeoutError) as exc:
+            self._failed(started, type(exc).__name__)
             return
         if line.startswith(b"220"):
-            self.tracker.success(loop.time())
+            ended = loop.time()
+            self.tracker.success(ended)
+            self.sessions.append(Session(started, ended, True))
             self._success.set()
         else:
-            self.tracker.failure(loop.time())
+            self._failed(started, f"banner {line[:40]!r}")
+
+    def _failed(self, started: float, error: str) -> None:
+        ended = asyncio.get_running_loop().time()
+        self.tracker.failure(ended)
+        self.sessions.append(Session(started, ended, False, error))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

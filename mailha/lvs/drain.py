@@ -53,7 +53,10 @@ def parse_target(text: str, local: Iterable[IPAddress] = ()) -> tuple[DrainTarge
     """``local`` (every address of this node), ``IP``, ``IP:PORT`` or ``[IPv6]:PORT``."""
     text = text.strip()
     if text == "local":
-        return tuple(sorted(DrainTarget(a) for a in local))
+        # IPv4 and IPv6 addresses do not compare: a node with an IPv6 link-local
+        # address beside its IPv4 one (any interface, by default) would raise TypeError.
+        return tuple(sorted((DrainTarget(a) for a in local),
+                            key=lambda t: (t.ip.version, int(t.ip))))
     host, port = text, None
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")

@@ -35,6 +35,12 @@ def test_local_means_every_address_of_this_node() -> None:
     assert parse_target("local", [B, A]) == (DrainTarget(A), DrainTarget(B))
 
 
+def test_local_takes_ipv4_and_ipv6_addresses_together() -> None:
+    link_local = IPv6Address("fe80::49b:3dff:feec:8c7")
+    assert parse_target("local", [link_local, B, A]) == (
+        DrainTarget(A), DrainTarget(B), DrainTarget(link_local))
+
+
 @pytest.mark.parametrize("text", ["mail1", "10.12.49.35:0", "10.12.49.35:x",
                                   "[2001:db8::35", "[2001:db8::35]25", "10.12.49.35:70000"])
 def test_bad_targets_say_what_to_write(text: str) -> None:

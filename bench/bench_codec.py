@@ -1,6 +1,6 @@
 """Time the VRRP codec and the checksum strategies; prints numbers, asserts nothing.
 
-Run from the checkout: PYTHONPATH=. /opt/mailha-venv/bin/python bench/bench_codec.py
+Run from the checkout: .venv/bin/python bench/bench_codec.py
 
 At the fastest interval keepalived allows (v3, 10 ms) a node handles ~100 adverts/s
 per instance, so the codec only has to be "not silly"; this shows by how much it is

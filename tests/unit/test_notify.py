@@ -171,13 +171,25 @@ async def test_close_lets_queued_stop_script_finish(tmp_path: Path) -> None:
 
 
 async def test_instances_do_not_wait_for_each_other(tmp_path: Path) -> None:
-    slow = _recorder(tmp_path, "slow", delay=0.5)
+    # A's script waits until B's has run: if B's waited for A's to end, A's would give up
+    # after 8 s and log "slow-gave-up". No timing is assumed, so a loaded machine
+    # cannot flip the order (a sleep-based version failed under load).
+    log = tmp_path / "calls.log"
+    waiter = (
+        "import os, sys, time\n"
+        "deadline = time.monotonic() + 8\n"
+        "while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "word = 'slow' if os.path.exists(sys.argv[1]) else 'slow-gave-up'\n"
+        "open(sys.argv[1], 'a').write(word + '\\n')\n"
+    )
+    slow = NotifyScript((sys.executable, "-c", waiter, str(log)))
     fast = _recorder(tmp_path, "fast")
     async with Notifier(timeout=10) as notifier:
         notifier.notify(NotifyScripts(master=slow), "INSTANCE", "A", NotifyState.MASTER, 1)
         notifier.notify(NotifyScripts(master=fast), "INSTANCE", "B", NotifyState.MASTER, 1)
-        await asyncio.wait_for(notifier.drain(), 20)
-    assert (tmp_path / "calls.log").read_text().splitlines() == ["fast", "slow"]
+        await asyncio.wait_for(notifier.drain(), 30)
+    assert log.read_text().splitlines() == ["fast", "slow"]
 
 
 def test_config_script_commands_are_accepted() -> None:

@@ -110,8 +110,13 @@ class LvsManager:
 
     @property
     def tasks(self) -> tuple[asyncio.Task[None], ...]:
-        """The reconcile loop, the check scheduler and local watches, for the supervisor."""
-        return (*self._tasks, *self._watches)
+        """The reconcile loop and the check scheduler, for the daemon's supervisor.
+
+        Local watches are not among them: one that ends (pidfd_open refused by the
+        kernel or a seccomp filter) leaves its real server to the polled checks, which
+        is a degraded mode, not a reason to restart the daemon.
+        """
+        return tuple(self._tasks)
 
     async def initial_reconcile(self) -> None:
         """Wait (bounded) for the first reconcile, so READY means the table is right."""

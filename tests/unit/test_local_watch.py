@@ -145,3 +145,22 @@ async def test_watch_reports_down_when_nothing_runs(tmp_path: Path) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_kernel_without_pidfd_disables_the_watch_and_leaves_the_server_up(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import errno
+
+    def refused(_pid: int) -> int:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", refused)
+    pidfile = tmp_path / "master.pid"
+    pidfile.write_text(f"{_sleeper(sleepers).pid}\n")
+    seen: list[bool] = []
+    watch = ProcessWatch(pidfile, lambda alive, _d: seen.append(alive), poll=0.01)
+    await asyncio.wait_for(watch.run(), 5)  # returns: the polled checks take over
+    assert seen == [True]
+    assert "local_watch of" in caplog.text and "disabled" in caplog.text

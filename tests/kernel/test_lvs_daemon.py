@@ -214,7 +214,14 @@ async def test_checks_drive_the_kernel_table(lab: tuple[Path, dict[str, SmtpSink
         await sinks[RS[1]].start()
         await sinks[RS[2]].start()
         await wait_table(full, bound)
-        marks = (workdir / "quorum.log").read_text().split()
+        # quorum_up runs in the background once the pool is back: wait for its mark (the
+        # table can converge before the script's process has started, in the VM).
+        marks: list[str] = []
+        for _ in range(300):  # 30 s at most
+            marks = (workdir / "quorum.log").read_text().split()
+            if len(marks) >= 2:
+                break
+            await asyncio.sleep(0.1)
         assert marks == ["down", "up"], marks
 
         # Drift: an operator flushes the table; the periodic re-sync repairs it and counts.

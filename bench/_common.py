@@ -1,4 +1,5 @@
-"""What every lab benchmark shares: its error type and its bounded, clean entry point.
+"""What every lab benchmark shares: its error type, its bounded, clean entry point, and
+the ip_vs guard of the benches that program IPVS.
 
 Benchmarks are run as scripts (``python bench/bench_x.py``), so this module is imported
 by its bare name from the scripts' own directory.
@@ -11,6 +12,17 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from mailha.lab.errors import LabError
+
+
+def require_ipvs(name: str, hint: str = "") -> bool:
+    """True if this kernel has ip_vs; otherwise say how to run ``name`` (in the VM)."""
+    from mailha.demo import ipvs_available
+
+    if ipvs_available():
+        return True
+    print(f"{name}: FAILED: no ip_vs in this kernel: run it under tests/vm/vmrun{hint}",
+          file=sys.stderr)
+    return False
 
 
 class BenchError(Exception):

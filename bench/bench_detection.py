@@ -50,9 +50,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import BenchError, run_bounded, wait_for
+from _common import BenchError, require_ipvs, run_bounded, wait_for
 
-from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab import netns
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
 from mailha.lab.keepalived import Keepalived, KeepalivedConfig, seed_config
@@ -369,11 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError
     except ValueError:
         parser.error("--delay-before-retry takes non-negative numbers; --reps must be >= 1")
-    if not args.no_mailha and not have_ipvs():
-        print(
-            "bench_detection: FAILED: no ip_vs in this kernel: run it under tests/vm/vmrun",
-            file=sys.stderr,
-        )
+    if not args.no_mailha and not require_ipvs("bench_detection"):
         return 1
 
     return run_bounded("bench_detection", lambda: main_async(args), args.time_limit)

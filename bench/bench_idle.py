@@ -159,7 +159,8 @@ async def mailha_pair(topo: SeedTopology) -> AsyncIterator[NodePids]:
 
 
 @contextlib.asynccontextmanager
-async def keepalived_pair(topo: SeedTopology) -> AsyncIterator[NodePids]:
+async def keepalived_peers(topo: SeedTopology) -> AsyncIterator[dict[str, Keepalived]]:
+    """keepalived's seed pair (n1 150, n2 100), running, with n1 the only VIP holder."""
     peers = {}
     for node in topo.servers:
         config = seed_config(topo, node, priority={"n1": 150, "n2": 100}[node])
@@ -168,6 +169,12 @@ async def keepalived_pair(topo: SeedTopology) -> AsyncIterator[NodePids]:
         for ka in peers.values():
             await stack.enter_async_context(ka)
         await wait_master(topo, "n1")
+        yield peers
+
+
+@contextlib.asynccontextmanager
+async def keepalived_pair(topo: SeedTopology) -> AsyncIterator[NodePids]:
+    async with keepalived_peers(topo) as peers:
         yield {node: keepalived_pids(ka) for node, ka in peers.items()}
 
 

@@ -40,9 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import run_bounded
+from _common import require_ipvs, run_bounded
 
-from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
 from mailha.lab.mailloss import (
     MAXIMAL_BACKOFF,
@@ -161,9 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--modes: choose from {','.join(MODES)}")
     if args.faults < 1 or args.messages < 1 or args.rate <= 0:
         parser.error("--faults, --messages and --rate must be positive")
-    if "ipvs" in args.modes and not have_ipvs():
-        print("bench_mail_loss: FAILED: no ip_vs in this kernel: run it under tests/vm/vmrun"
-              " (or --modes keepalived,vrrp)", file=sys.stderr)
+    if "ipvs" in args.modes and not require_ipvs("bench_mail_loss",
+                                                  " (or --modes keepalived,vrrp)"):
         return 1
     return run_bounded("bench_mail_loss", lambda: main_async(args), args.time_limit)
 

@@ -40,9 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import BenchError, run_bounded, wait_for
+from _common import BenchError, require_ipvs, run_bounded, wait_for
 
-from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab.cluster import ClusterOptions, MailhaCluster, live_destinations
 from mailha.lab.keepalived import Keepalived, seed_config
 from mailha.lab.postfix import Postfix
@@ -256,9 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.messages < 1 or args.sessions < 1 or args.reps < 1:
         parser.error("--messages, --sessions and --reps must be positive")
-    if not have_ipvs():
-        print("bench_mail_spread: FAILED: no ip_vs in this kernel: run it under tests/vm/vmrun",
-              file=sys.stderr)
+    if not require_ipvs("bench_mail_spread"):
         return 1
 
     return run_bounded("bench_mail_spread", lambda: main_async(args), args.time_limit)

@@ -61,10 +61,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import BenchError, run_bounded, wait_for
+from _common import BenchError, require_ipvs, run_bounded, wait_for
 from bench_detection import IpvsPoller
 
-from mailha.demo import ipvs_available as have_ipvs
 from mailha.lab import netns
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
 from mailha.lab.errors import LabError
@@ -443,11 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
     if unknown or args.reps < 1 or args.rate <= 0:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; --reps, --rate must be > 0")
-    if not args.no_mailha and not have_ipvs():
-        print(
-            "bench_postfix_stop: FAILED: no ip_vs in this kernel: run it under tests/vm/vmrun",
-            file=sys.stderr,
-        )
+    if not args.no_mailha and not require_ipvs("bench_postfix_stop"):
         return 1
     return run_bounded("bench_postfix_stop", lambda: main_async(args), args.time_limit)
 

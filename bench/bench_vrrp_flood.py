@@ -44,11 +44,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import run_bounded
-from bench_idle import TICKS, cpu_sample, describe, keepalived_pids, wait_master
+from bench_idle import (
+    TICKS,
+    cpu_sample,
+    describe,
+    keepalived_peers,
+    keepalived_pids,
+    wait_master,
+)
 
 from mailha.lab.cluster import ClusterOptions, MailhaCluster, metric_value
 from mailha.lab.flood import FloodResult, flood_in
-from mailha.lab.keepalived import Keepalived, seed_config
 from mailha.lab.netns import group_members
 from mailha.lab.topology import SeedTopology
 
@@ -114,14 +120,7 @@ async def mailha_pair(topo: SeedTopology) -> AsyncIterator[Pair]:
 
 @contextlib.asynccontextmanager
 async def keepalived_pair(topo: SeedTopology) -> AsyncIterator[Pair]:
-    peers = {}
-    for node in topo.servers:
-        config = seed_config(topo, node, priority={"n1": 150, "n2": 100}[node])
-        peers[node] = Keepalived(topo.node_dir(node) / "keepalived", config, netns=topo.netns(node))
-    async with contextlib.AsyncExitStack() as stack:
-        for ka in peers.values():
-            await stack.enter_async_context(ka)
-        await wait_master(topo, "n1")
+    async with keepalived_peers(topo) as peers:
 
         def transitions() -> list[str]:
             return [f"{node}: {line.strip()}" for node, ka in peers.items()

@@ -31,9 +31,12 @@ import grp
 import os
 import pwd
 import re
+import secrets
+import shutil
 import signal
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +53,7 @@ __all__ = [
     "ReceivedMessage",
     "SmtpSink",
     "log_time",
+    "lone_postfix",
     "parse_maillog",
     "parse_sink_count",
     "render_main_cf",
@@ -565,6 +569,30 @@ class Postfix:
 
 
 # ----------------------------------------------------------------------- smtp-sink
+
+
+@contextlib.asynccontextmanager
+async def lone_postfix(prefix: str, hostname: str) -> AsyncIterator[tuple[str, Postfix]]:
+    """A running lab Postfix alone in a new namespace ``{prefix}-pf-XXXXXX`` (lo up).
+
+    Yields (namespace, postfix); stops Postfix and removes the namespace and the
+    instance's directory on the way out, whatever happened inside.
+    """
+    name = f"{prefix}-pf-{secrets.token_hex(3)}"
+    directory = netns.work_root() / name
+    await netns.add_netns(name)
+    postfix = Postfix(directory, PostfixConfig(hostname=hostname), netns=name)
+    try:
+        await netns.ip("link", "set", "lo", "up", netns=name)
+        await postfix.start()
+        yield name, postfix
+    finally:
+        try:
+            if postfix.running:
+                await postfix.stop()
+        finally:
+            await netns.delete_netns(name)
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 _SINK_RE = re.compile(r"mesg=(\d+)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import shlex
 import shutil
 import subprocess
@@ -30,7 +29,8 @@ import pytest
 
 from mailha import __version__
 from mailha.lab import netns
-from mailha.lab.postfix import Postfix, PostfixConfig
+from mailha.lab.postfix import lone_postfix
+from mailha.procs import split_command
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
 
@@ -87,13 +87,7 @@ def deb() -> Path:
 
 async def seed_checks_against_postfix(commands: list[list[str]]) -> None:
     """Run the installed check scripts against a lab Postfix in a namespace of its own."""
-    name = f"mhP-pf-{secrets.token_hex(3)}"
-    directory = netns.work_root() / name
-    await netns.add_netns(name)
-    postfix = Postfix(directory, PostfixConfig(hostname="mhp.test"), netns=name)
-    try:
-        await netns.ip("link", "set", "lo", "up", netns=name)
-        await postfix.start()
+    async with lone_postfix("mhP", "mhp.test") as (name, postfix):
         conf = str(postfix.conf_dir)
         for argv in commands:  # as configured: user postfix
             result = await netns.run(
@@ -108,13 +102,6 @@ async def seed_checks_against_postfix(commands: list[list[str]]) -> None:
         down = await netns.run(["/usr/share/mailha/checks/postfix-alive", "-c", conf],
                                netns=name, check=False, env=ENV)
         assert down.returncode == 1 and "master is not running" in down.stderr
-    finally:
-        try:
-            if postfix.running:
-                await postfix.stop()
-        finally:
-            await netns.delete_netns(name)
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 def seed_script_commands() -> list[list[str]]:
@@ -123,11 +110,11 @@ def seed_script_commands() -> list[list[str]]:
     for node in ("node1.toml", "node2.toml"):
         config = tomllib.loads((REPO / "config" / node).read_text())
         for script in config.get("vrrp_script", {}).values():
-            commands.append(shlex.split(script["script"]))
+            commands.append(split_command(script["script"]))
         for vs in config.get("virtual_server", []):
             for rs in vs.get("real_server", []):
                 for misc in rs.get("MISC_CHECK", []):
-                    commands.append(shlex.split(misc["misc_path"]))
+                    commands.append(split_command(misc["misc_path"]))
     assert commands, "the seed configs run no check script?"
     return commands
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ import pytest
 from mailha.checkers import check_misc
 from mailha.config.model import CheckerCommon, MiscCheck, RealServer, ScriptCommand
 from mailha.lab import netns
-from mailha.lab.postfix import Postfix, PostfixConfig
+from mailha.lab.postfix import Postfix, lone_postfix
 
 pytestmark = pytest.mark.root
 
@@ -41,21 +40,8 @@ print(json.dumps({"ok": r.ok, "reason": r.reason, "detail": r.detail}))
 
 @pytest.fixture
 async def postfix_ns() -> AsyncIterator[tuple[str, Postfix]]:
-    name = f"mhE-pf-{secrets.token_hex(3)}"
-    directory = netns.work_root() / name
-    await netns.add_netns(name)
-    postfix = Postfix(directory, PostfixConfig(hostname="mhe.test"), netns=name)
-    try:
-        await netns.ip("link", "set", "lo", "up", netns=name)
-        await postfix.start()
-        yield name, postfix
-    finally:
-        try:
-            if postfix.running:
-                await postfix.stop()
-        finally:
-            await netns.delete_netns(name)
-            shutil.rmtree(directory, ignore_errors=True)
+    async with lone_postfix("mhE", "mhe.test") as found:
+        yield found
 
 
 async def smtp_check_in(ns: str) -> dict[str, object]:

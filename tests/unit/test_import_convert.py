@@ -416,7 +416,8 @@ _words = st.lists(
 
 @given(_words)
 def test_quote_command_round_trips_through_keepalived_and_shlex(argv: list[str]) -> None:
-    """The loader splits with shlex, keepalived with its own rules: both must agree."""
+    """The importer's quoting reads back the same with keepalived's rules (which the loader
+    uses too) and with shell rules, so the output is also safe to paste into a shell."""
     command = quote_command(argv)
     assert split_quoted(command) == argv
     assert shlex.split(command) == argv

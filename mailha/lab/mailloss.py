@@ -33,7 +33,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,6 +46,7 @@ from mailha.lab.keepalived import Keepalived
 from mailha.lab.postfix import Postfix, PostfixConfig
 from mailha.lab.smtpload import _connect, build_message
 from mailha.lab.topology import SeedTopology
+from mailha.tasks import cancel_and_wait
 
 __all__ = [
     "CLIENT_TIMERS",
@@ -617,6 +618,41 @@ class RunResult:
                 for i, f in enumerate(self.faults)]
 
 
+WATCH_EVERY = 60.0
+"""A fault step still running after this long (s) logs where it is, and again after as long."""
+
+
+@contextlib.asynccontextmanager
+async def _watched(
+    step: str, driver: HaDriver, log: Callable[[str], object]
+) -> AsyncIterator[None]:
+    """Run the body; if it runs past :data:`WATCH_EVERY`, log its stack and the cluster's
+    state every :data:`WATCH_EVERY` s, so a stalled run says where it stalled."""
+    body = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            try:  # a diagnostic must not fail the run
+                async with asyncio.timeout(10.0):
+                    masters = await driver.masters()
+            except Exception as exc:
+                masters = [f"unknown ({exc!r})"]
+            running = {n: pf.running for n, pf in driver.postfix.items()}
+            frames = body.get_stack() if body is not None else []
+            where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+            log(f"  still in {step} after {loop.time() - started:.0f}s: masters {masters},"
+                f" postfix running {running}; at {where}")
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        await cancel_and_wait([watcher], within=5.0, what="the stall watcher")
+
+
 def server_acceptances(postfix: Mapping[str, Postfix]) -> list[tuple[str | None, float | None]]:
     return [(m.message_id, m.logged_at) for pf in postfix.values() for m in pf.received()]
 
@@ -630,6 +666,7 @@ async def run_mail_loss(
     minimum: int,
     lead_in: float = 5.0,
     settle_limit: float = 120.0,
+    fault_limit: float = 600.0,
     drain_limit: float = 180.0,
     log: Callable[[str], object] = print,
 ) -> RunResult:
@@ -638,7 +675,8 @@ async def run_mail_loss(
     Each fault starts once the cluster has settled from the previous one; the stream
     runs ``lead_in`` s before the first fault and goes on until ``minimum`` messages are
     in. Then the client's queue is flushed and drained (bounded by ``drain_limit``) and
-    every message is accounted for in the server nodes' logs.
+    every message is accounted for in the server nodes' logs. A fault that takes over
+    ``fault_limit`` s is an error; a step that runs long says so, with what it awaits.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -657,9 +695,12 @@ async def run_mail_loss(
             backup = next(n for n in topo.servers if n != master)
             wall, t0 = time.time(), loop.time()
             windows.append(FaultWindow(fault.kind, wall))
-            detail = await fault.apply(driver, master, backup)
+            step = f"fault {len(records) + 1}/{len(faults)} {fault.kind} on {master}"
+            async with _watched(step, driver, log), asyncio.timeout(fault_limit):
+                detail = await fault.apply(driver, master, backup)
             t1 = loop.time()
-            await driver.settle(settle_limit)
+            async with _watched(f"settling after {step}", driver, log):
+                await driver.settle(settle_limit)
             t2 = loop.time()
             records.append(FaultRecord(fault.kind, master, detail, wall, t1 - t0, t2 - t1))
             log(f"  fault {len(records)}/{len(faults)} {fault.kind} on {master}: {detail};"

@@ -135,6 +135,11 @@ class Metrics:
             "mailha_vrrp_receive_errors",
             "Received packets dropped, by RFC 5798 section 7.1 check or peer filter",
             ["interface", "reason"], registry=r)
+        self.vrrp_address_list_mismatch = Counter(
+            "mailha_vrrp_address_list_mismatch",
+            "Adverts accepted although their address list differs from virtual_ipaddress "
+            "(keepalived's addr_list_err): the nodes' configurations disagree",
+            ["vrrp_instance"], registry=r)
         self.vrrp_receive_dropped = Counter(
             "mailha_vrrp_receive_dropped",
             "Packets the kernel dropped because the VRRP socket's receive queue was full "

@@ -45,6 +45,7 @@ from mailha.config.errors import (
     format_key,
     toml_repr,
 )
+from mailha.config.inert import INERT, NO_EFFECT
 from mailha.config.locate import Locator
 from mailha.config.model import (
     POSTFIX_MASTER_PIDFILE,
@@ -562,6 +563,7 @@ class _Builder:
         t = _Table(self, raw, ("global",), GLOBAL_SPEC.keys() | {"lvs_timeouts", "lvs_sync_daemon"},
                    "[global]")
         values = t.take(GLOBAL_SPEC)
+        self.inert_false(("global",), values, "vrrp_check_unicast_src")
         values.setdefault("router_id", socket.gethostname() or "mailha")
         if t.has("lvs_timeouts"):
             tt = _Table(self, t.raw["lvs_timeouts"], ("global", "lvs_timeouts"),
@@ -579,6 +581,12 @@ class _Builder:
                 self.report("error", path, 'missing required key "interface"',
                             'name the interface the sync daemon uses: interface = "eth0"')
         return GlobalConfig(**values)
+
+    def inert_false(self, path: KeyPath, values: Mapping[str, Any], key: str) -> None:
+        """Warn when ``key`` is written as false, a value mailha cannot honour."""
+        if values.get(key) is False:
+            self.report("warning", (*path, key), f"{key} = false: {NO_EFFECT}",
+                        INERT[f"{path[0]}.{key}"], value=False)
 
     def metrics(self, raw: object) -> MetricsConfig:
         t = _Table(self, raw, ("metrics",), METRICS_SPEC.keys(), "[metrics]")
@@ -674,6 +682,7 @@ class _Builder:
             values["garp_lower_prio_delay"] = values["garp_master_delay"]
         if "garp_lower_prio_repeat" not in values or values["garp_lower_prio_repeat"] is None:
             values["garp_lower_prio_repeat"] = values["garp_master_repeat"]
+        self.inert_false(path, values, "check_unicast_src")
         values.setdefault("strict_mode", global_.vrrp_strict)
         values.setdefault("skip_check_adv_addr", global_.vrrp_skip_check_adv_addr)
         values.setdefault("check_unicast_src", global_.vrrp_check_unicast_src
@@ -685,6 +694,15 @@ class _Builder:
                             "strict mode (vrrp_strict/strict_mode) implies no accept mode",
                             "drop accept = true, or turn strict mode off", value=True)
             values["accept"] = False
+            # keepalived: strict mode answers no lower-priority advert, and never
+            # sends one when yielding to a higher priority.
+            values.setdefault("lower_prio_no_advert", True)
+            if values.get("higher_prio_send_advert"):
+                self.report("warning", (*path, "higher_prio_send_advert"),
+                            "strict mode (vrrp_strict/strict_mode) does not allow "
+                            "higher_prio_send_advert: not sent",
+                            "drop higher_prio_send_advert, or turn strict mode off", value=True)
+                values["higher_prio_send_advert"] = False
         state = values.get("state", InitialState.BACKUP)
         if state is InitialState.MASTER and values.get("nopreempt"):
             self.report("warning", (*path, "nopreempt"),
@@ -1270,7 +1288,7 @@ INSTANCE_SPEC: dict[str, Conv] = {
     "unicast_src_ip": _ip,
     "mcast_src_ip": _ip,
     "mcast_dst_ip": _ip,
-    "unicast_ttl": TTL,
+    "unicast_ttl": _integer(1, 255, hint="the TTL unicast adverts are sent with, e.g. 255"),
     "check_unicast_src": _bool,
     "dont_track_primary": _bool,
     "nopreempt": _bool,

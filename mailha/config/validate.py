@@ -39,9 +39,11 @@ from pathlib import Path
 
 from mailha.config import scriptsec
 from mailha.config.errors import Diagnostic, KeyPath, Severity, format_key, toml_repr
+from mailha.config.inert import INERT, NO_EFFECT
 from mailha.config.locate import Locator
 from mailha.config.model import (
     Config,
+    InitialState,
     IPAddress,
     LvsMethod,
     ScriptCommand,
@@ -143,6 +145,7 @@ def check_config(
     _check_vrid_clashes(r)
     _check_virtual_servers(r)
     _check_email_alerts(r)
+    _check_inert(r)
     sync = config.global_.lvs_sync_daemon
     if sync is not None and sync.instance is not None:
         names = [i.name for i in config.vrrp_instances]
@@ -155,8 +158,7 @@ def check_config(
 
 def _check_email_alerts(r: _Reporter) -> None:
     """keepalived's e-mail alerts are accepted (imported configs carry them) but not sent."""
-    hint = ("mailha does not send e-mail: use notify_master/notify_backup/notify scripts, "
-            "or the alert rules in deploy/prometheus/mailha-rules.yml")
+    hint = INERT["global.smtp_alert"]
     g = r.config.global_
     if g.smtp_alert:
         r.report("warning", ("global", "smtp_alert"), "e-mail alerts are not sent", hint, True)
@@ -164,6 +166,36 @@ def _check_email_alerts(r: _Reporter) -> None:
         if inst.smtp_alert and not g.smtp_alert:
             r.report("warning", r.path(inst, "smtp_alert"), "e-mail alerts are not sent",
                      hint, True)
+
+
+def _check_inert(r: _Reporter) -> None:
+    """Settings that ask for what mailha does not do (:mod:`mailha.config.inert`).
+
+    A setting is reported when its value differs from what mailha does anyway: an e-mail
+    setting that is set at all, ``accept = false`` (``no_accept``, or strict mode),
+    ``no_track`` on a VIP. ``check_unicast_src = false`` is reported by the loader, which
+    alone knows whether it was written or defaulted.
+    """
+    g = r.config.global_
+    email = {
+        "notification_email": g.notification_email or None,
+        "notification_email_from": g.notification_email_from,
+        "smtp_server": g.smtp_server,
+        "smtp_server_port": g.smtp_server_port if g.smtp_server_port != 25 else None,
+        "smtp_helo_name": g.smtp_helo_name,
+        "smtp_connect_timeout": g.smtp_connect_timeout if g.smtp_connect_timeout != 30 else None,
+    }
+    for key, value in email.items():
+        if value is not None:
+            r.report("warning", ("global", key), NO_EFFECT, INERT[f"global.{key}"], value)
+    for inst in r.config.vrrp_instances:
+        if not inst.accept:
+            r.report("warning", r.path(inst, "accept"), f"no accept mode: {NO_EFFECT}",
+                     INERT["vrrp_instance.accept"], False)
+        for vip in (*inst.virtual_ipaddress, *inst.virtual_ipaddress_excluded):
+            if vip.no_track:
+                r.report("warning", r.path(vip), f"no_track: {NO_EFFECT}",
+                         INERT["virtual_ipaddress.no_track"], str(vip.ip))
 
 
 def _did_you_mean(name: str, names: Sequence[str]) -> str:
@@ -270,7 +302,11 @@ def _check_vip_is_no_node(r: _Reporter, inst: VrrpInstance,
 
 
 def _check_strict(r: _Reporter, inst: VrrpInstance) -> None:
-    """keepalived's vrrp_strict refuses unicast and authentication (RFC conformance)."""
+    """keepalived's vrrp_strict: what RFC 5798 does not know is reported.
+
+    keepalived corrects or refuses these at start-up; mailha runs them as written and
+    says so, so the same file does not mean two things without a word.
+    """
     if not (inst.strict_mode or r.config.global_.vrrp_strict):
         return
     key = "strict_mode" if inst.strict_mode else "vrrp_strict"
@@ -282,6 +318,20 @@ def _check_strict(r: _Reporter, inst: VrrpInstance) -> None:
         r.report("warning", r.path(inst, "authentication"),
                  f"{key} with authentication: keepalived refuses this combination (RFC 5798 "
                  "has no authentication)", f"remove {key}, or remove authentication")
+    if not inst.virtual_ipaddress:
+        r.report("warning", r.path(inst, "virtual_ipaddress"),
+                 f"{key} with no virtual_ipaddress: keepalived refuses an instance without "
+                 "VIPs in strict mode", f"add the VIP, or remove {key}")
+    if inst.preempt_delay:
+        r.report("warning", r.path(inst, "preempt_delay"),
+                 f"{key} with preempt_delay: RFC 5798 has no preemption delay (keepalived "
+                 "clears it in strict mode; mailha applies it)",
+                 f"remove preempt_delay, or remove {key}", inst.preempt_delay)
+    if (inst.state is InitialState.MASTER) != (inst.priority == 255):
+        r.report("warning", r.path(inst, "state"),
+                 f"{key}: state MASTER must go with priority 255 (the address owner) and "
+                 "priority 255 with state MASTER; keepalived corrects the state",
+                 'use state = "BACKUP" with a priority below 255', inst.state.value)
 
 
 def _check_vrid_clashes(r: _Reporter) -> None:

@@ -58,6 +58,9 @@ class ClusterOptions:
     garp_master_delay: float = 0.0
     multicast: bool = False  # adverts to 224.0.0.18 instead of unicast to the peer
     extra_global: Mapping[str, TomlValue] = field(default_factory=dict)
+    extra_instance: Mapping[str, TomlValue] = field(default_factory=dict)
+    #: min_ttl of each node's unicast_peer entry (255: the RFC's off-link protection).
+    peer_min_ttl: int | None = None
     local_watch: bool = False  # each node watches its own lab Postfix master (pidfd)
 
 
@@ -75,10 +78,15 @@ def node_config(topo: SeedTopology, node: str, opts: ClusterOptions, peers: Sequ
         "nopreempt": opts.nopreempt,
         "preempt_delay": opts.preempt_delay,
         "garp_master_delay": opts.garp_master_delay,
+        **opts.extra_instance,
     }
     if not opts.multicast:
         inst["unicast_src_ip"] = str(topo.address(node))
-        inst["unicast_peer"] = [str(topo.address(p)) for p in peers]
+        if opts.peer_min_ttl is None:
+            inst["unicast_peer"] = [str(topo.address(p)) for p in peers]
+        else:
+            inst["unicast_peer"] = [{"address": str(topo.address(p)), "min_ttl": opts.peer_min_ttl}
+                                    for p in peers]
     doc: dict[str, TomlValue] = {
         "global": {"router_id": node, **opts.extra_global},
         "metrics": {"listen": metrics_host(topo, node, opts), "port": opts.metrics_port},

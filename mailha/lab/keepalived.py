@@ -92,6 +92,8 @@ class VrrpInstance:
     unicast_peers: tuple[str, ...] = ()
     track_scripts: tuple[TrackScript, ...] = ()
     nopreempt: bool = False
+    #: Further keepalived.conf lines inside the instance, as written (e.g. "unicast_ttl 64").
+    extra: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name("instance name", self.name)
@@ -130,6 +132,8 @@ class KeepalivedConfig:
 
     router_id: str
     instances: tuple[VrrpInstance, ...]
+    #: Further global_defs lines, as written (e.g. "vrrp_mcast_group4 224.0.0.19").
+    global_extra: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name("router_id", self.router_id)
@@ -161,6 +165,7 @@ def render_config(config: KeepalivedConfig) -> str:
         f"    router_id {config.router_id}",
         "    script_user root",
         "    enable_script_security",
+        *(f"    {line}" for line in config.global_extra),
         "}",
     ]
     for s in config.scripts:
@@ -192,6 +197,7 @@ def render_config(config: KeepalivedConfig) -> str:
             out.append(f"    unicast_src_ip {i.unicast_src_ip}")
         if i.unicast_peers:
             out += ["    unicast_peer {", *(f"        {p}" for p in i.unicast_peers), "    }"]
+        out += [f"    {line}" for line in i.extra]
         out += ["    virtual_ipaddress {", *(f"        {v}" for v in i.virtual_ipaddresses)]
         out.append("    }")
         if i.track_scripts:

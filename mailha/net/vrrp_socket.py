@@ -3,15 +3,17 @@
 This module moves bytes; it does not understand them.  :meth:`VrrpSocket.send` takes
 an encoded VRRP payload (``mailha.vrrp.packet``), :meth:`VrrpSocket.recv` returns the
 payload with the addressing facts the protocol needs to check it: source, destination,
-TTL / hop limit (RFC 3768/5798: must be 255) and the arrival interface.  Receiving
+TTL / hop limit (RFC 3768/5798: 255 in multicast mode) and the arrival interface.  Receiving
 never raises on garbage; deciding what is garbage is the codec's job.
 
 What each socket does (a subset of keepalived's vrrp.c/vrrp_scheduler.c socket setup):
 
 * ``SO_BINDTODEVICE`` to the VRRP interface, so only packets arriving there are seen;
-* TTL / hop limit 255 for unicast and multicast, TOS / traffic class 0xc0 (as
-  keepalived), multicast loopback off, multicast out of the VRRP interface;
-* multicast mode (no unicast peers): join 224.0.0.18 / ff02::12 on the interface, and
+* TTL / hop limit 255 for multicast and ``unicast_ttl`` (default 255) for unicast,
+  TOS / traffic class 0xc0 (as keepalived), multicast loopback off, multicast out of
+  the VRRP interface;
+* multicast mode (no unicast peers): join the group (``mcast_dst_ip``, else
+  ``vrrp_mcast_group4|6``, else 224.0.0.18 / ff02::12) on the interface, and
   choose the source address per packet (``IP_PKTINFO``/``IPV6_PKTINFO``) instead of
   binding, because a raw IPv4 socket bound to an address drops packets to the group;
 * unicast mode: ``bind()`` to the source address (``unicast_src_ip``, else the
@@ -56,6 +58,7 @@ __all__ = [
     "Received",
     "VrrpSocket",
     "VrrpSocketError",
+    "default_group",
     "drops_since",
     "kernel_drops",
 ]
@@ -139,6 +142,7 @@ class VrrpSocket:
         peers: tuple[IPAddress, ...],
         multicast: bool,
         filtered: bool = False,
+        group: IPAddress | None = None,
     ) -> None:
         self._sock = sock
         self.family = family
@@ -147,6 +151,8 @@ class VrrpSocket:
         self.src = src
         self.peers = peers
         self.multicast = multicast
+        #: Where multicast adverts go and are heard (None in unicast mode).
+        self.group = (group or default_group(family)) if multicast else None
         #: True when the kernel drops non-peer packets (unicast mode, filter attached).
         self.filtered = filtered
         #: The receive queue's size as the kernel reports it (already doubled).
@@ -164,13 +170,19 @@ class VrrpSocket:
         src: IPAddress | None,
         peers: tuple[IPAddress, ...],
         multicast: bool,
+        *,
+        group: IPAddress | None = None,
+        unicast_ttl: int = VRRP_TTL,
     ) -> VrrpSocket:
         """Open a socket for VRRP on ``ifname``.
 
         ``family`` is ``socket.AF_INET``/``AF_INET6`` (or 4/6).  ``src`` is
         ``unicast_src_ip``; ``None`` picks the interface's primary address (IPv6: its
         link-local address).  ``multicast`` must be true exactly when ``peers`` is
-        empty.  Needs CAP_NET_RAW; runs in the current network namespace.
+        empty.  ``group`` is the multicast group adverts go to and are heard on
+        (keepalived's ``mcast_dst_ip`` / ``vrrp_mcast_group4|6``; default the IANA
+        group); ``unicast_ttl`` the TTL / hop limit of unicast adverts (multicast ones
+        always carry 255).  Needs CAP_NET_RAW; runs in the current network namespace.
         """
         af = _family(family)
         if multicast == bool(peers):
@@ -178,6 +190,10 @@ class VrrpSocket:
                 "multicast mode needs no unicast peers" if multicast
                 else "unicast mode needs at least one peer"
             )
+        if group is not None and (_family(group.version) != af or not group.is_multicast):
+            raise VrrpSocketError(f"{group} is not a multicast group of the socket's family")
+        if not 1 <= unicast_ttl <= 255:
+            raise VrrpSocketError(f"unicast TTL {unicast_ttl} is not 1..255")
         for peer in peers:
             if _family(peer.version) != af:
                 raise VrrpSocketError(f"peer {peer} is not of the socket's address family")
@@ -206,7 +222,8 @@ class VrrpSocket:
             # First, so that as little as possible is queued unfiltered; what was
             # queued before it is drained below.
             filtered = _attach_peer_filter(sock, peers)
-            _configure(sock, af, ifname, ifindex, src, multicast)
+            target = (group or default_group(af)) if multicast else None
+            _configure(sock, af, ifname, ifindex, src, target, unicast_ttl)
             _size_receive_buffer(sock)
             sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
             _drain(sock)
@@ -217,7 +234,7 @@ class VrrpSocket:
             sock.close()
             raise
         return cls(sock, family=af, ifname=ifname, ifindex=ifindex, src=src,
-                   peers=tuple(peers), multicast=multicast, filtered=filtered)
+                   peers=tuple(peers), multicast=multicast, filtered=filtered, group=group)
 
     async def __aenter__(self) -> VrrpSocket:
         return self
@@ -250,8 +267,8 @@ class VrrpSocket:
 
     def destinations(self) -> tuple[IPAddress, ...]:
         """Where adverts go: the unicast peers, or the VRRP multicast group."""
-        if self.multicast:
-            return (VRRP_GROUP_V4 if self.family == socket.AF_INET else VRRP_GROUP_V6,)
+        if self.group is not None:
+            return (self.group,)
         return self.peers
 
     def _send_each(self, items: Iterable[tuple[IPAddress, bytes]]) -> None:
@@ -333,37 +350,49 @@ def _family(family: int) -> int:
     raise VrrpSocketError(f"unknown address family {family!r}")
 
 
+def default_group(family: int) -> IPAddress:
+    """The IANA VRRP group of ``family`` (224.0.0.18 / ff02::12)."""
+    return VRRP_GROUP_V4 if _family(family) == socket.AF_INET else VRRP_GROUP_V6
+
+
 def _configure(
-    sock: socket.socket, af: int, ifname: str, ifindex: int, src: IPAddress, multicast: bool
+    sock: socket.socket,
+    af: int,
+    ifname: str,
+    ifindex: int,
+    src: IPAddress,
+    group: IPAddress | None,
+    unicast_ttl: int,
 ) -> None:
+    """Options for ``group`` (multicast mode) or unicast mode when ``group`` is None."""
     sock.setblocking(False)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
     if af == socket.AF_INET:
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, unicast_ttl)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, VRRP_TOS)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         mreqn = struct.pack("=4s4si", b"\0" * 4, src.packed, ifindex)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
-        if multicast:
+        if group is not None:
             # Only groups joined on *this* socket, not every group the host joined.
             sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-            group = struct.pack("=4s4si", VRRP_GROUP_V4.packed, b"\0" * 4, ifindex)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group)
+            mreq = struct.pack("=4s4si", group.packed, b"\0" * 4, ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
         else:
             sock.bind((str(src), 0))
     else:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, unicast_ttl)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, VRRP_TOS)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-        if multicast:
+        if group is not None:
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
-            mreq = struct.pack("=16si", VRRP_GROUP_V6.packed, ifindex)
+            mreq = struct.pack("=16si", group.packed, ifindex)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
         else:
             scope = ifindex if src.is_link_local else 0

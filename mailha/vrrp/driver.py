@@ -33,6 +33,14 @@ from mailha.net.addresses import AddressError, Addresses, InterfaceAddress
 from mailha.net.vrrp_socket import Received, VrrpSocket, VrrpSocketError
 from mailha.notify import Notifier, NotifyScripts, NotifyState
 from mailha.tasks import cancel_and_wait
+from mailha.vrrp.admission import (
+    AdmissionRules,
+    Ignored,
+    Rejected,
+    address_list_mismatch,
+    admit,
+    compare_addresses,
+)
 from mailha.vrrp.events import (
     Action,
     AddVips,
@@ -50,8 +58,6 @@ from mailha.vrrp.packet import (
     DECODE_ERROR_REASONS,
     Advert,
     AuthType,
-    VrrpDecodeError,
-    decode_advert,
     encode_advert,
 )
 from mailha.vrrp.stale import stale_vip_interfaces, stale_vips
@@ -98,8 +104,8 @@ def instance_params(cfg: VrrpInstance, glob: GlobalConfig, primary: IPAddress) -
         initial_state=State.MASTER if cfg.state is InitialState.MASTER else State.BACKUP,
         nopreempt=cfg.nopreempt,
         preempt_delay=cfg.preempt_delay,
-        accept=cfg.accept,
         lower_prio_no_advert=cfg.lower_prio_no_advert,
+        higher_prio_send_advert=cfg.higher_prio_send_advert,
         down_timer_adverts=cfg.down_timer_adverts,
         garp_master_delay=float(pick(cfg.garp_master_delay, glob.vrrp_garp_master_delay)),
         garp_master_repeat=int(pick(cfg.garp_master_repeat, glob.vrrp_garp_master_repeat)),
@@ -114,6 +120,16 @@ def instance_params(cfg: VrrpInstance, glob: GlobalConfig, primary: IPAddress) -
         if cfg.garp_lower_prio_delay is not None
         else glob.vrrp_garp_lower_prio_delay,
     )
+
+
+def advert_group(cfg: VrrpInstance, glob: GlobalConfig) -> IPAddress | None:
+    """The multicast group of ``cfg``'s adverts: ``mcast_dst_ip``, else the global group
+    of its family (``vrrp_mcast_group4|6``); None in unicast mode."""
+    if not cfg.multicast:
+        return None
+    if cfg.mcast_dst_ip is not None:
+        return cfg.mcast_dst_ip
+    return glob.vrrp_mcast_group6 if cfg.family == 6 else glob.vrrp_mcast_group4
 
 
 def _scope(name: str | None) -> Scope:
@@ -154,7 +170,8 @@ class InstanceDriver:
         self._tasks: list[asyncio.Task[None]] = []
         self._announcing: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
-        self._peers = {p.address: p for p in cfg.unicast_peer}
+        self._rules: AdmissionRules | None = None
+        self._address_mismatch_logged: tuple[IPAddress, str] | None = None
         self._vip_cfg: dict[IPAddress, VirtualAddress] = {v.ip: v for v in cfg.virtual_ipaddress}
         self.primary: IPAddress | None = None
         self.master_address: IPAddress | None = None
@@ -203,8 +220,20 @@ class InstanceDriver:
             src,
             tuple(p.address for p in cfg.unicast_peer),
             cfg.multicast,
+            group=advert_group(cfg, self.glob),
+            unicast_ttl=cfg.unicast_ttl,
         )
         self.primary = self._socket.src
+        self._rules = AdmissionRules(
+            vrid=cfg.virtual_router_id,
+            primary=self.primary,
+            multicast=cfg.multicast,
+            peers={p.address: p for p in cfg.unicast_peer},
+            local_vrids=self._local_vrids,
+            version=cfg.version,
+            authentication=cfg.authentication,
+            v3_checksum_as_v2=cfg.v3_checksum_as_v2,
+        )
         now = self._loop.time()
         self._machine = VrrpMachine(instance_params(cfg, self.glob, self.primary), now)
         for warning in self._machine.warnings:
@@ -229,7 +258,7 @@ class InstanceDriver:
             "started: vrid %d, priority %d, %s %s from %s on %s",
             cfg.virtual_router_id, cfg.priority,
             "multicast to" if cfg.multicast else "unicast to",
-            ", ".join(str(p.address) for p in cfg.unicast_peer) or "the VRRP group",
+            ", ".join(str(p.address) for p in cfg.unicast_peer) or str(self._socket.group),
             self.primary, cfg.interface,
         )
 
@@ -389,49 +418,38 @@ class InstanceDriver:
                 self._count_error("internal")
 
     def _handle_packet(self, packet: Received) -> None:
-        cfg = self.cfg
-        if self._machine is None or packet.src == self.primary:
-            return  # our own advert, looped back by the kernel
-        if self._peers and packet.src not in self._peers:
-            self._count_error("not_peer", f"from {packet.src}, not a unicast_peer")
+        if self._machine is None or self._rules is None:
             return
-        if packet.dst is None or packet.ttl is None:
-            self._count_error("ip_header", f"from {packet.src}: no destination or TTL")
+        result = admit(self._rules, packet.payload, src=packet.src, dst=packet.dst,
+                       ttl=packet.ttl)
+        if isinstance(result, Ignored):
             return
-        peer = self._peers.get(packet.src)
-        ttl_range = peer is not None and (peer.min_ttl is not None or peer.max_ttl is not None)
-        try:
-            advert = decode_advert(
-                packet.payload, src=packet.src, dst=packet.dst, ttl=packet.ttl,
-                v3_checksum_as_v2=cfg.v3_checksum_as_v2, check_ttl=not ttl_range,
-            )
-        except VrrpDecodeError as exc:
-            self._count_error(exc.reason, f"from {packet.src}: {exc.detail}")
+        if isinstance(result, Rejected):
+            self._count_error(result.reason, result.detail)
             return
-        if ttl_range and peer is not None:
-            low = peer.min_ttl if peer.min_ttl is not None else 0
-            high = peer.max_ttl if peer.max_ttl is not None else 255
-            if not low <= packet.ttl <= high:
-                self._count_error("ttl", f"from {packet.src}: TTL {packet.ttl} not {low}..{high}")
-                return
-        if advert.vrid != cfg.virtual_router_id:
-            if advert.vrid not in self._local_vrids:
-                self._count_error("vrid", f"from {packet.src}: VRID {advert.vrid} is not ours")
-            return
-        if not self._auth_ok(advert):
-            self._count_error("auth", f"from {packet.src}: authentication mismatch")
-            return
-        self._metrics.vrrp_adverts_received.labels(cfg.name).inc()
-        self._submit(self._machine.advert_received(advert, packet.src, self._loop.time()))
+        self._check_address_list(result, packet.src)
+        self._metrics.vrrp_adverts_received.labels(self.cfg.name).inc()
+        self._submit(self._machine.advert_received(result, packet.src, self._loop.time()))
 
-    def _auth_ok(self, advert: Advert) -> bool:
-        auth = self.cfg.authentication
-        if self.cfg.version != 2:
-            return True
-        if auth is None:
-            return advert.auth_type == AuthType.NONE
-        want = auth.auth_pass.encode()[:8].ljust(8, b"\0")
-        return advert.auth_type == AuthType.PASS and advert.auth_data == want
+    def _check_address_list(self, advert: Advert, src: IPAddress) -> None:
+        """Count and log (once per sender and difference) an address list that is not
+        ours; the advert is still processed, as keepalived does."""
+        full = compare_addresses(
+            skip_check_adv_addr=self.cfg.skip_check_adv_addr,
+            master=self.state is State.MASTER,
+            same_master=src == self.master_address,
+        )
+        vips = tuple(v.ip for v in self.cfg.virtual_ipaddress)
+        mismatch = address_list_mismatch(advert, vips, compare_addresses=full)
+        if mismatch is None:
+            return
+        self._metrics.vrrp_address_list_mismatch.labels(self.cfg.name).inc()
+        if self._address_mismatch_logged != (src, mismatch):
+            self._address_mismatch_logged = (src, mismatch)
+            self.log.warning(
+                "advert from %s for VRID %d lists other addresses than virtual_ipaddress"
+                " (%s): the nodes' configurations differ", src, self.cfg.virtual_router_id,
+                mismatch)
 
     def _count_error(self, reason: str, detail: str = "") -> None:
         self._metrics.vrrp_receive_errors.labels(self.cfg.interface, reason).inc()
@@ -511,7 +529,8 @@ class InstanceDriver:
         self._metrics.vrrp_adverts_sent.labels(cfg.name).inc()
 
     async def _announce(self, addrs: tuple[IPAddress, ...], repeat: int) -> None:
-        interval = self.glob.vrrp_garp_interval
+        v6 = bool(addrs) and addrs[0].version == 6  # an instance's VIPs are one family
+        interval = self.glob.vrrp_gna_interval if v6 else self.glob.vrrp_garp_interval
         for i in range(repeat):
             for ip in addrs:
                 dev = self._vip_cfg[ip].dev if ip in self._vip_cfg else None

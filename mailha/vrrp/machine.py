@@ -146,8 +146,6 @@ class InstanceParams:
 
     ``primary_address`` is the address our advertisements come from (keepalived's
     ``unicast_src_ip`` or the interface address); it breaks priority ties.
-    ``accept`` is carried for the driver (it governs whether non-owners answer on
-    the virtual addresses) and does not affect elections.
     """
 
     name: str
@@ -160,9 +158,9 @@ class InstanceParams:
     initial_state: State = State.BACKUP
     nopreempt: bool = False
     preempt_delay: float = 0.0
-    accept: bool = False
     learn_master_interval: bool = True
     lower_prio_no_advert: bool = False
+    higher_prio_send_advert: bool = False
     down_timer_adverts: int = 3
     garp_master_delay: float = 5.0
     garp_master_repeat: int = 5
@@ -555,6 +553,11 @@ class VrrpMachine:
             if advert.priority > self._priority
             else "equal_priority_higher_address"
         )
+        if p.higher_prio_send_advert:
+            # keepalived: one last advert at our (lower) priority before yielding, so
+            # the winner, if it sends garp_lower_prio_repeat GARPs, re-asserts the VIP
+            # after two masters may both have claimed it.
+            actions.append(SendAdvert(self._priority, p.advert_int))
         actions.insert(0, StateChanged(State.MASTER, State.BACKUP, reason, str(src)))
         actions.append(RemoveVips(p.virtual_addresses))
         self._clear_timers()

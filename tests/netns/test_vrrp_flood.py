@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mailha.lab.cluster import MailhaCluster, metric_value
+from mailha.lab.cluster import ClusterOptions, MailhaCluster, metric_value
 from mailha.lab.flood import SPOOFED_REASONS, flood_in
 from mailha.lab.topology import SeedTopology
 
@@ -36,7 +36,9 @@ def _errors(text: str, reason: str) -> float:
 
 
 async def test_junk_flood_no_takeover_filtered_and_counted(topo: SeedTopology) -> None:
-    async with MailhaCluster(topo) as cluster:
+    # min_ttl 255 makes the spoofed off-link (TTL 64) releases count as "ttl" errors; without
+    # it a unicast peer's adverts are accepted at any TTL, as keepalived does.
+    async with MailhaCluster(topo, ClusterOptions(peer_min_ttl=255)) as cluster:
         await cluster.wait_master("n1")
         await asyncio.sleep(2.5)  # n2 has heard n1 for a while
         before = await cluster.metrics("n2")

@@ -9,14 +9,22 @@ from typing import Any
 
 from mailha.config import load_with_warnings
 from mailha.config import loader as L
+from mailha.config.inert import INERT, NO_EFFECT
 from mailha.config.model import InitialState, LvsMethod, SmtpCheck
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def test_reference_loads_cleanly() -> None:
+    """It documents every key, so the keys mailha accepts without acting on them are in
+    it too, each warned about as such, and nothing else is."""
     config, warnings = load_with_warnings(CONFIG / "reference.toml")
-    assert warnings == []
+    assert {w.message.rsplit(": ", 1)[-1] for w in warnings} == {NO_EFFECT}
+    assert [w.hint for w in warnings if w.hint not in INERT.values()] == []
+    assert {w.key.split(".")[-1].split("[")[0] for w in warnings} == {
+        "notification_email", "notification_email_from", "smtp_server", "smtp_helo_name",
+        "virtual_ipaddress_excluded",  # its no_track
+    }
     assert len(config.virtual_servers) == 3
 
 

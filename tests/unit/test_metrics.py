@@ -54,6 +54,7 @@ def test_render_has_every_family_with_its_type() -> None:
         "mailha_vrrp_adverts_received": "counter",
         "mailha_vrrp_receive_errors": "counter",
         "mailha_vrrp_receive_dropped": "counter",
+        "mailha_vrrp_address_list_mismatch": "counter",
         "mailha_vrrp_track_script_up": "gauge",
         "mailha_vrrp_track_script_runs": "counter",
         "mailha_vrrp_track_interface_up": "gauge",

@@ -489,6 +489,22 @@ def test_lower_prio_no_advert_suppresses_the_reply() -> None:
     ]
 
 
+@pytest.mark.parametrize(("priority", "src"), [(200, NODE3), (150, NODE2)])
+def test_higher_prio_send_advert_sends_one_advert_at_our_priority_before_yielding(
+    priority: int, src: IPv4Address
+) -> None:
+    m = _master(higher_prio_send_advert=True)
+    actions = m.advert_received(advert(priority), src, 5.0)
+    assert of_type(actions, SendAdvert) == [SendAdvert(150, 1.0)]
+    assert actions.index(SendAdvert(150, 1.0)) < actions.index(RemoveVips((VIP,)))
+    assert m.state is State.BACKUP
+
+
+def test_without_higher_prio_send_advert_a_yielding_master_sends_nothing() -> None:
+    m = _master()
+    assert of_type(m.advert_received(advert(200), NODE3, 5.0), SendAdvert) == []
+
+
 def test_master_answers_priority_zero_and_restarts_adver_timer() -> None:
     m = _master()
     assert m.advert_received(advert(0), NODE2, 5.5) == [SendAdvert(150, 1.0)]

@@ -541,7 +541,8 @@ class LvsManager:
         """Make the kernel match ``desired`` on the services we own; returns ops applied."""
         assert self.nl is not None
         started = time.monotonic()
-        observed = await self.nl.observe()
+        # Counters play no part in planning: skip decoding them.
+        observed = await self.nl.observe(with_stats=False)
         ops = plan(desired, _normalise_local(observed, desired), self._owned)
         self._update_programmed(desired)
         if not ops:

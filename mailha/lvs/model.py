@@ -366,7 +366,8 @@ class VirtualServer:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, VirtualServer):
             return NotImplemented
-        return self.service == other.service and dict(self.destinations) == dict(other.destinations)
+        # Mapping proxies compare as the dicts they wrap: no copy, no rehashing.
+        return self.service == other.service and self.destinations == other.destinations
 
     def __hash__(self) -> int:
         return hash((self.service, frozenset(self.destinations.items())))

@@ -102,6 +102,7 @@ class IpvsNetlink:
         self._exchange = wire.Exchange()
         self._lock = asyncio.Lock()
         self._buf = bytearray(RECV_SIZE)
+        self._cache = wire.DecodeCache()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,25 +165,44 @@ class IpvsNetlink:
         """The whole kernel table: one dump of services, then one per service.
 
         ``with_stats=False`` skips decoding the counters (they read as zeros), for
-        reconcile loops that only compare configuration.
+        reconcile loops that only compare configuration. Services and rows whose
+        configuration is unchanged since the previous observe are not decoded again
+        (see :class:`wire.DecodeCache`).
+
+        The dumps run one after the other, under the lock: the kernel runs one dump
+        per socket at a time (each lasts until its last part is read), so sending
+        the next request before that would only collect EBUSY refusals.
         """
         servers: dict[ServiceKey, VirtualServer] = {}
         stats: dict[ServiceKey, ServiceStats] = {}
         unreadable: list[str] = []
-        for payload in await self._dump(partial(wire.encode_dump_services, self._family)):
-            try:
-                service, service_stats = wire.decode_service(payload, with_stats=with_stats)
-            except IpvsWireError as exc:
-                unreadable.append(exc.reason)
-                continue
-            try:
-                dests = await self.destinations(service.key, with_stats=with_stats)
-            except IpvsWireError as exc:
-                unreadable.append(f"{service.key}: {exc.reason}")
-                continue
-            servers[service.key] = VirtualServer.of(service, (d for d, _ in dests))
-            stats[service.key] = ServiceStats(service_stats, {d.key: s for d, s in dests})
+        cache = self._cache
+        async with self._lock:
+            payloads = await self._dump_locked(partial(wire.encode_dump_services, self._family))
+            for payload in payloads:
+                try:
+                    service, service_stats, config, request = cache.service(
+                        payload, with_stats=with_stats
+                    )
+                except IpvsWireError as exc:
+                    unreadable.append(exc.reason)
+                    continue
+                build = partial(wire.encode_dump_dests_of, self._family, service=request)
+                dests = await self._dump_locked(build)
+                try:
+                    row, dest_stats = cache.row(service, config, dests, with_stats=with_stats)
+                except IpvsWireError as exc:
+                    unreadable.append(f"{service.key}: {exc.reason}")
+                    continue
+                servers[service.key] = row
+                stats[service.key] = ServiceStats(service_stats, dest_stats)
+        cache.rotate()
         return ObservedTable(servers, stats, unreadable)
+
+    @property
+    def cached(self) -> int:
+        """How many table rows the decode cache holds (at most the table's size)."""
+        return len(self._cache)
 
     async def services(self) -> list[tuple[Service, Stats]]:
         """Every kernel service that fits the model, with its counters."""
@@ -294,32 +314,53 @@ class IpvsNetlink:
         return reply
 
     async def _dump(self, build: Callable[[int], bytes]) -> list[bytes]:
-        for _ in range(DUMP_RETRIES):
-            (reply,) = await self._transact([build])
+        async with self._lock:
+            return await self._dump_locked(build)
+
+    async def _dump_locked(self, build: Callable[[int], bytes]) -> list[bytes]:
+        """One dump's payloads; the caller holds the lock.
+
+        Repeated when the table changed under it (NLM_F_DUMP_INTR), and when the
+        kernel refused it as busy (EBUSY): that happens when an earlier dump on this
+        socket is still running, e.g. one whose caller gave up after a timeout. Each
+        refusal is read after at least one more part of that dump, which moves it on,
+        so the repeats end when it does, within the adapter's timeout.
+        """
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        interrupted = 0
+        while True:
+            (reply,) = await self._transact_locked([build])
+            if reply.errno == _errno.EBUSY and asyncio.get_running_loop().time() < deadline:
+                continue
             if reply.errno:
                 raise IpvsRequestError("dump", reply.errno, reply.message)
             if not reply.interrupted:
                 return reply.payloads
-        raise IpvsError(f"the IPVS table kept changing during {DUMP_RETRIES} dumps")
+            interrupted += 1
+            if interrupted == DUMP_RETRIES:
+                raise IpvsError(f"the IPVS table kept changing during {DUMP_RETRIES} dumps")
 
     async def _transact(self, builders: Sequence[Callable[[int], bytes]]) -> list[Reply]:
-        """Send every request (seq -> bytes), at most WINDOW unanswered; collect replies."""
         async with self._lock:
-            seqs: list[int] = []
-            done: dict[int, Reply] = {}
-            try:
-                while True:
-                    if len(seqs) < len(builders) and len(seqs) - len(done) < WINDOW:
-                        self._send(self._next_chunk(builders, seqs, len(done)))
-                    drained = self._drain(done, len(seqs))
-                    if len(done) == len(builders):
-                        return [done[seq] for seq in seqs]
-                    window_open = len(seqs) < len(builders) and len(seqs) - len(done) < WINDOW
-                    if not drained and not window_open:
-                        await self._readable()
-            finally:
-                for seq in seqs:
-                    self._exchange.forget(seq)
+            return await self._transact_locked(builders)
+
+    async def _transact_locked(self, builders: Sequence[Callable[[int], bytes]]) -> list[Reply]:
+        """Send every request (seq -> bytes), at most WINDOW unanswered; collect replies."""
+        seqs: list[int] = []
+        done: dict[int, Reply] = {}
+        try:
+            while True:
+                if len(seqs) < len(builders) and len(seqs) - len(done) < WINDOW:
+                    self._send(self._next_chunk(builders, seqs, len(done)))
+                drained = self._drain(done, len(seqs))
+                if len(done) == len(builders):
+                    return [done[seq] for seq in seqs]
+                window_open = len(seqs) < len(builders) and len(seqs) - len(done) < WINDOW
+                if not drained and not window_open:
+                    await self._readable()
+        finally:
+            for seq in seqs:
+                self._exchange.forget(seq)
 
     def _next_chunk(
         self, builders: Sequence[Callable[[int], bytes]], seqs: list[int], answered: int

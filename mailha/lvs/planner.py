@@ -111,6 +111,8 @@ def plan(desired: Table, observed: Table, owned: Set[ServiceKey] = frozenset()) 
             ops.append(AddService(want.service))
             ops.extend(AddDest(key, d) for d in _sorted_dests(want.destinations.values()))
             continue
+        if have == want:  # the common case, decided without sorting anything
+            continue
         if have.service != want.service:
             ops.append(EditService(want.service))
         ops.extend(_plan_dests(key, want.destinations, have.destinations))

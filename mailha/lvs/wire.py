@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal, TypeAlias
@@ -27,6 +27,7 @@ from mailha.lvs.model import (
     NO_TUNNEL_FLAGS,
     SCHED_FLAGS,
     Destination,
+    DestKey,
     DestStats,
     Forward,
     IPAddress,
@@ -40,6 +41,7 @@ from mailha.lvs.model import (
     Tunnel,
     TunnelFlags,
     TunnelType,
+    VirtualServer,
 )
 from mailha.lvs.planner import AddDest, AddService, DelDest, DelService, EditDest, EditService, Op
 
@@ -300,7 +302,12 @@ def encode_dump_services(family_id: int, seq: int) -> bytes:
 
 
 def encode_dump_dests(family_id: int, seq: int, key: ServiceKey) -> bytes:
-    return encode_request(family_id, IPVS_CMD_GET_DEST, seq, service_key_attr(key), NLM_F_DUMP)
+    return encode_dump_dests_of(family_id, seq, service_key_attr(key))
+
+
+def encode_dump_dests_of(family_id: int, seq: int, service: bytes) -> bytes:
+    """GET_DEST for the service named by an encoded :func:`service_key_attr`."""
+    return encode_request(family_id, IPVS_CMD_GET_DEST, seq, service, NLM_F_DUMP)
 
 
 def encode_flush(family_id: int, seq: int) -> bytes:
@@ -704,21 +711,27 @@ def decode_dest(
             u32(attrs[DEST_L_THRESH])[0],
             tunnel,
         )
-        if not with_stats:
-            return dest, _NO_DEST_STATS
-        stats = DestStats(
+    except (struct.error, IndexError):
+        raise IpvsWireError("an IPVS destination attribute is shorter than its type") from None
+    except (LvsModelError, ValueError) as exc:
+        raise IpvsWireError(f"kernel destination does not fit the model: {exc}") from None
+    return dest, _dest_stats(attrs) if with_stats else _NO_DEST_STATS
+
+
+_ZERO32 = bytes(4)
+_DEST_GAUGES = (DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS)
+
+
+def _dest_stats(attrs: Mapping[int, bytes]) -> DestStats:
+    """A destination's counters and gauges from its attributes (absent ones read 0)."""
+    u32 = _U32.unpack_from
+    try:
+        return DestStats(
             _stats(attrs.get(DEST_STATS64)),
             *(u32(attrs.get(k, _ZERO32))[0] for k in _DEST_GAUGES),
         )
     except (struct.error, IndexError):
         raise IpvsWireError("an IPVS destination attribute is shorter than its type") from None
-    except (LvsModelError, ValueError) as exc:
-        raise IpvsWireError(f"kernel destination does not fit the model: {exc}") from None
-    return dest, stats
-
-
-_ZERO32 = bytes(4)
-_DEST_GAUGES = (DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS)
 
 
 def decode_timeouts(payload: bytes) -> Timeouts:
@@ -774,6 +787,199 @@ def decode_daemon(payload: bytes) -> DaemonInfo:
 
 def _optional(attrs: _Attrs, kind: int, layout: struct.Struct) -> int | None:
     return int(layout.unpack_from(attrs[kind])[0]) if kind in attrs else None
+
+
+# ========================================================================= decode cache
+
+#: Attributes that carry counters and gauges rather than configuration: they change
+#: with every packet, so they never take part in a :class:`DecodeCache` key.
+SERVICE_COUNTERS = frozenset({SVC_STATS, SVC_STATS64})
+DEST_COUNTERS = frozenset(
+    {DEST_ACTIVE_CONNS, DEST_INACT_CONNS, DEST_PERSIST_CONNS, DEST_STATS, DEST_STATS64}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where one kernel dump message keeps its configuration and its counters.
+
+    ``keep`` covers every byte but the counters' values (their attribute headers
+    included), so a message of the same size with the same bytes there has the same
+    attributes at the same places: the same configuration, whatever its counters.
+    """
+
+    size: int
+    keep: tuple[slice, ...]
+    counters: tuple[tuple[int, slice], ...]
+    #: The kept bytes of the message this layout was read from: a cache key that
+    #: determines everything decoding reads apart from counters.
+    config: bytes
+
+    def match(self, payload: bytes) -> bool:
+        """True if ``payload`` has this layout and this configuration."""
+        if len(payload) != self.size:
+            return False
+        return b"".join([payload[s] for s in self.keep]) == self.config
+
+    def counter(self, payload: bytes, kind: int) -> bytes | None:
+        """The value of ``payload``'s (last) counter attribute ``kind``, if any."""
+        found = None
+        for number, where in self.counters:
+            if number == kind:
+                found = payload[where]
+        return found
+
+
+def read_layout(payload: bytes, nest: int, counters: frozenset[int]) -> Layout | None:
+    """The layout of a dump message whose only attribute is the nested ``nest``, as the
+    kernel sends them; None for any other framing (decode it without a cache).
+
+    Raises :class:`IpvsWireError` where decoding would, with the same reason.
+    """
+    unpack = _NLAHDR.unpack_from
+    total = len(payload)
+    if total < GENL_HDRLEN + 4:
+        return None
+    size, kind = unpack(payload, GENL_HDRLEN)
+    end = GENL_HDRLEN + size
+    if kind & _NLA_TYPE_MASK != nest or size < 4 or not total - 3 <= end <= total:
+        return None
+    base = offset = GENL_HDRLEN + 4
+    keep: list[slice] = []
+    found: list[tuple[int, slice]] = []
+    start = 0
+    while offset + 4 <= end:
+        size, kind = unpack(payload, offset)
+        if size < 4 or offset + size > end:
+            where = offset - base
+            raise IpvsWireError(f"netlink attribute length {size} at offset {where} is invalid")
+        if kind & _NLA_TYPE_MASK in counters:
+            keep.append(slice(start, offset + 4))
+            found.append((kind & _NLA_TYPE_MASK, slice(offset + 4, offset + size)))
+            start = offset + size
+        offset += (size + 3) & ~3
+    keep.append(slice(start, total))
+    config = b"".join([payload[s] for s in keep])
+    return Layout(total, tuple(keep), tuple(found), config)
+
+
+#: Bytes of a dump message that tell one service (or one destination of a service)
+#: from another: generic-netlink and nest headers, then family, protocol, address
+#: and port (a fwmark service: family and mark). Only a hint to find a layout.
+_SERVICE_HINT = 52
+_DEST_HINT = 36
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedService:
+    service: Service
+    #: The encoded service key a GET_DEST for it carries.
+    dests_request: bytes
+
+
+class DecodeCache:
+    """Services and table rows decoded by earlier observes, by their configuration bytes.
+
+    Why: the reconcile loop re-reads a mostly unchanged table every few seconds, and
+    decoding it (addresses, enums, validated dataclasses) cost more than reading it.
+    A kernel message whose configuration bytes (everything but the counters' values,
+    see :class:`Layout`) are those of a cached one decodes to the cached object;
+    counters are always decoded afresh, so live traffic never makes an entry stale,
+    and any other change makes another key. Finding those bytes costs a walk over
+    the message's attributes, unless the layout of the message seen last time in its
+    place matches. The cache keeps only what was looked up since the last
+    :meth:`rotate`, so it never outgrows the table.
+    """
+
+    def __init__(self) -> None:
+        self._services: dict[bytes, _CachedService] = {}
+        self._rows: dict[tuple[bytes, ...], VirtualServer] = {}
+        self._layouts: dict[object, Layout] = {}
+        self._new_services: dict[bytes, _CachedService] = {}
+        self._new_rows: dict[tuple[bytes, ...], VirtualServer] = {}
+        self._new_layouts: dict[object, Layout] = {}
+
+    def __len__(self) -> int:
+        """Rows held: those of the latest observe, plus any looked up since."""
+        return len(self._rows) + len(self._new_rows)
+
+    def rotate(self) -> None:
+        """End of an observe: forget what it did not look up."""
+        self._services, self._new_services = self._new_services, {}
+        self._rows, self._new_rows = self._new_rows, {}
+        self._layouts, self._new_layouts = self._new_layouts, {}
+
+    def _layout(
+        self, hint: object, payload: bytes, nest: int, counters: frozenset[int]
+    ) -> Layout | None:
+        layout = self._new_layouts.get(hint) or self._layouts.get(hint)
+        if layout is None or not layout.match(payload):
+            layout = read_layout(payload, nest, counters)
+            if layout is None:
+                return None
+        self._new_layouts[hint] = layout
+        return layout
+
+    def service(
+        self, payload: bytes, *, with_stats: bool
+    ) -> tuple[Service, Stats, bytes | None, bytes]:
+        """:func:`decode_service`, plus the service's configuration bytes (None: not
+        cacheable) and the encoded key that asks for its destinations."""
+        hint = payload[:_SERVICE_HINT]
+        layout = self._layout(hint, payload, IPVS_CMD_ATTR_SERVICE, SERVICE_COUNTERS)
+        config = None if layout is None else layout.config
+        cached = None
+        if config is not None:
+            cached = self._new_services.get(config) or self._services.get(config)
+        if cached is None or layout is None:
+            service, stats = decode_service(payload, with_stats=with_stats)
+            cached = _CachedService(service, service_key_attr(service.key))
+        else:
+            stats = _stats(layout.counter(payload, SVC_STATS64)) if with_stats else _NO_STATS
+        if config is not None:
+            self._new_services[config] = cached
+        return cached.service, stats, config, cached.dests_request
+
+    def row(
+        self, service: Service, config: bytes | None, dests: Sequence[bytes], *, with_stats: bool
+    ) -> tuple[VirtualServer, dict[DestKey, DestStats]]:
+        """``service`` (read with configuration bytes ``config``) with the destinations
+        dumped for it, and their counters."""
+        layouts = None if config is None else self._dest_layouts(config, dests)
+        key = None
+        if config is not None and layouts is not None:
+            key = (config, *(layout.config for layout in layouts))
+        row = None if key is None else self._new_rows.get(key) or self._rows.get(key)
+        if row is None or layouts is None:
+            family = service.key.family
+            decoded = [decode_dest(p, family, with_stats=with_stats) for p in dests]
+            row = VirtualServer.of(service, (d for d, _ in decoded))
+            stats = {d.key: s for d, s in decoded}
+        elif with_stats:
+            stats = {
+                dkey: _dest_stats({kind: payload[where] for kind, where in layout.counters})
+                for dkey, payload, layout in zip(row.destinations, dests, layouts, strict=True)
+            }
+        else:
+            stats = dict.fromkeys(row.destinations, _NO_DEST_STATS)
+        if key is not None:
+            self._new_rows[key] = row
+        return row, stats
+
+    def _dest_layouts(self, config: bytes, dests: Sequence[bytes]) -> list[Layout] | None:
+        """Each destination's layout; None if one is not cacheable or is malformed
+        (decoding then raises the same error, at the same destination)."""
+        layouts = []
+        try:
+            for payload in dests:
+                hint = (config, payload[:_DEST_HINT])
+                layout = self._layout(hint, payload, IPVS_CMD_ATTR_DEST, DEST_COUNTERS)
+                if layout is None:
+                    return None
+                layouts.append(layout)
+        except IpvsWireError:
+            return None
+        return layouts
 
 
 # ============================================================================= exchange

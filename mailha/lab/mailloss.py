@@ -538,7 +538,7 @@ def account(
         if mid not in first or stamp < first[mid]:
             first[mid] = stamp
     order = sorted(windows, key=lambda w: w.start)
-    kinds = [STEADY, *dict.fromkeys(w.kind for w in order)]
+    kinds = list(dict.fromkeys([STEADY, *(w.kind for w in order)]))
     delays: dict[str, list[float]] = {k: [] for k in kinds}
     counts: Counter[str] = Counter()
     lost_by: Counter[str] = Counter()
@@ -674,7 +674,7 @@ async def run_mail_loss(
 
     Each fault starts once the cluster has settled from the previous one; the stream
     runs ``lead_in`` s before the first fault and goes on until ``minimum`` messages are
-    in. Then the client's queue is flushed and drained (bounded by ``drain_limit``) and
+    in (what is submitted after the last fault settled counts as steady state). Then the client's queue is flushed and drained (bounded by ``drain_limit``) and
     every message is accounted for in the server nodes' logs. A fault that takes over
     ``fault_limit`` s is an error; a step that runs long says so, with what it awaits.
     """
@@ -706,6 +706,8 @@ async def run_mail_loss(
             log(f"  fault {len(records)}/{len(faults)} {fault.kind} on {master}: {detail};"
                 f" {t1 - t0:.1f}s + settled in {t2 - t1:.1f}s;"
                 f" {len(submitter.submissions)} messages submitted")
+        # What is submitted after the last fault settled is steady state again.
+        windows.append(FaultWindow(STEADY, time.time()))
         submitter.finish()
         submissions = await stream
     finally:

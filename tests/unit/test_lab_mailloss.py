@@ -69,6 +69,17 @@ def test_messages_count_for_the_window_they_were_submitted_in() -> None:
     assert not report.lost
 
 
+def test_a_closing_steady_window_counts_the_tail_as_steady_once() -> None:
+    """After the last fault settled the stream goes on until the minimum is in: those
+    messages are steady state, reported in the one steady row."""
+    submitted = subs(("<s>", 5.0), ("<k>", 10.0), ("<t1>", 40.0), ("<t2>", 41.0))
+    accepted = [("<s>", 5.0), ("<k>", 19.0), ("<t1>", 40.0), ("<t2>", 43.0)]
+    windows = [FaultWindow("kill", 10.0), FaultWindow(STEADY, 30.0)]
+    report = account(submitted, accepted, windows)
+    assert [(k.kind, k.messages) for k in report.per_kind] == [(STEADY, 3), ("kill", 1)]
+    assert {k.kind: k.max for k in report.per_kind} == {STEADY: 2.0, "kill": 9.0}
+
+
 def test_delay_never_negative_and_missing_stamp_is_not_lost() -> None:
     # Log stamps may have whole-second resolution: an acceptance "before" submission.
     report = account(subs(("<a>", 10.7), ("<b>", 11.0)), [("<a>", 10.0), ("<b>", None)], [])

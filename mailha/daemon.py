@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import shutil
 import signal
 import sys
 import time
@@ -28,6 +29,7 @@ from mailha.lvs.drain import TargetError, parse_target
 from mailha.lvs.names import rs_label
 from mailha.metrics import Metrics, MetricsServer
 from mailha.net.addresses import Addresses
+from mailha.net.firewall import NoAcceptFirewall
 from mailha.net.links import LinkWatcher
 from mailha.notify import Notifier
 from mailha.optional import OptionalPart
@@ -103,6 +105,8 @@ class Node:
         self.links: LinkWatcher | None = None
         self.link_up: dict[str, bool] = {}
         self.lvs: LvsManager | None = None  # when virtual servers (or a sync daemon) exist
+        #: no_accept's nftables table; None when nft is absent and no instance needs it.
+        self.firewall: NoAcceptFirewall | None = None
         self.metrics_server: MetricsServer | None = None
         self.control: ControlServer | None = None
         self.optional: list[OptionalPart] = []
@@ -145,18 +149,33 @@ class Node:
 
             self.lvs = LvsManager(cfg, metrics=self.metrics, addresses=self.addresses)
             await self.lvs.start()
+        await self._open_firewall(cfg)
         vrids = [i.virtual_router_id for i in cfg.vrrp_instances]
         for inst in cfg.vrrp_instances:
             driver = InstanceDriver(
                 inst, cfg.global_, addresses=self.addresses, notifier=self.notifier,
                 metrics=self.metrics, local_vrids=vrids, on_state=self._instance_state,
                 loopback_vips=self.lvs.loopback_vips if self.lvs is not None else (),
+                firewall=self.firewall,
             )
             self.instances[inst.name] = driver
             await driver.start(self._tracking(inst.name))
         self.scripts.start()
         if self.lvs is not None:
             await self.lvs.initial_reconcile()
+
+    async def _open_firewall(self, cfg: Config) -> None:
+        """Set up no_accept's table: removed first, whatever a crashed run left in it.
+
+        Without ``nft`` and without a no_accept instance there is nothing to do; a
+        no_accept instance without ``nft`` stops the start-up (FirewallError says how).
+        """
+        if self.firewall is None:
+            wanted = any(i.no_accept_mode for i in cfg.vrrp_instances)
+            if not wanted and shutil.which("nft") is None:
+                return
+            self.firewall = NoAcceptFirewall()
+        await self.firewall.clear()
 
     async def _start_operations(self) -> None:
         """The control socket and the metrics endpoint: wanted, but never at VRRP's cost.
@@ -222,6 +241,8 @@ class Node:
         if self.lvs is not None:
             await bounded(self.lvs.stop(), within=30, what="stopping the LVS manager")
         await cancel_and_wait(self._tasks, within=3, what="daemon tasks")
+        if self.firewall is not None:
+            await bounded(self.firewall.clear(), within=15, what="removing the no_accept table")
         if self.links is not None:
             try:
                 self.links.close()
@@ -507,9 +528,12 @@ class Node:
                 continue
             if running is not None:
                 await self.instances.pop(name).stop()
+            if inst.no_accept_mode and self.firewall is None:
+                await self._open_firewall(new)
             driver = InstanceDriver(
                 inst, new.global_, addresses=self.addresses, notifier=self.notifier,
                 metrics=self.metrics, local_vrids=vrids, on_state=self._instance_state,
+                firewall=self.firewall,
             )
             self.instances[name] = driver
             changed.append(f"{'restarted' if name in old_instances else 'added'} instance {name}")

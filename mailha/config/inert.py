@@ -38,10 +38,6 @@ INERT: Mapping[str, str] = MappingProxyType({
     "vrrp_instance.check_unicast_src": (
         "mailha always drops unicast adverts from addresses not in unicast_peer (a kernel "
         "filter on the VRRP socket); false cannot turn that off"),
-    "vrrp_instance.accept": (
-        "mailha installs no firewall rules, so the node always accepts traffic to its "
-        "VIPs (keepalived's accept mode); no_accept, also implied by strict mode, is not "
-        "enforced"),
     "virtual_ipaddress.no_track": (
         "mailha does not watch its VIPs for removal by someone else, so every VIP already "
         "behaves as no_track"),

@@ -689,11 +689,16 @@ class _Builder:
                           or any(p.min_ttl is not None or p.max_ttl is not None for p in peers))
         values.setdefault("smtp_alert", global_.smtp_alert)
         if values["strict_mode"]:
-            if values.get("accept") is True:
+            # keepalived: strict mode defaults to no accept mode; VRRPv2 (RFC 3768) has
+            # no accept mode at all, so an explicit one is reset there.
+            if values.get("accept") is True and version == 2:
                 self.report("warning", (*path, "accept"),
-                            "strict mode (vrrp_strict/strict_mode) implies no accept mode",
-                            "drop accept = true, or turn strict mode off", value=True)
-            values["accept"] = False
+                            "strict mode (vrrp_strict/strict_mode) with VRRPv2 does not allow "
+                            "accept mode (RFC 3768 has none): no_accept applies",
+                            "drop accept = true, use version = 3, or turn strict mode off",
+                            value=True)
+                values["accept"] = False
+            values.setdefault("accept", False)
             # keepalived: strict mode answers no lower-priority advert, and never
             # sends one when yielding to a higher priority.
             values.setdefault("lower_prio_no_advert", True)

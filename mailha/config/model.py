@@ -263,6 +263,16 @@ class VrrpInstance:
         """keepalived sends to the multicast group when no unicast peer is configured."""
         return not self.unicast_peer
 
+    @property
+    def no_accept_mode(self) -> bool:
+        """RFC 5798 Accept_Mode false: as master, traffic to and from the VIPs is dropped.
+
+        ``accept = false`` (``no_accept``, or implied by strict mode) on an instance that
+        is not the address owner: the owner (priority 255) always accepts, as in
+        keepalived.
+        """
+        return not self.accept and self.priority != 255
+
 
 # --------------------------------------------------------------------------- checkers
 

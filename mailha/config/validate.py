@@ -172,9 +172,8 @@ def _check_inert(r: _Reporter) -> None:
     """Settings that ask for what mailha does not do (:mod:`mailha.config.inert`).
 
     A setting is reported when its value differs from what mailha does anyway: an e-mail
-    setting that is set at all, ``accept = false`` (``no_accept``, or strict mode),
-    ``no_track`` on a VIP. ``check_unicast_src = false`` is reported by the loader, which
-    alone knows whether it was written or defaulted.
+    setting that is set at all, ``no_track`` on a VIP. ``check_unicast_src = false`` is
+    reported by the loader, which alone knows whether it was written or defaulted.
     """
     g = r.config.global_
     email = {
@@ -189,9 +188,6 @@ def _check_inert(r: _Reporter) -> None:
         if value is not None:
             r.report("warning", ("global", key), NO_EFFECT, INERT[f"global.{key}"], value)
     for inst in r.config.vrrp_instances:
-        if not inst.accept:
-            r.report("warning", r.path(inst, "accept"), f"no accept mode: {NO_EFFECT}",
-                     INERT["vrrp_instance.accept"], False)
         for vip in (*inst.virtual_ipaddress, *inst.virtual_ipaddress_excluded):
             if vip.no_track:
                 r.report("warning", r.path(vip), f"no_track: {NO_EFFECT}",
@@ -382,6 +378,13 @@ def _check_virtual_servers(r: _Reporter) -> None:
                          f'{vs.ip} is not a virtual address of vrrp_instance "{inst.name}"',
                          "clients reach the service through the VIP: use one of "
                          + (", ".join(sorted(str(v) for v in vips)) or "its addresses"), str(vs.ip))
+            elif inst.no_accept_mode:
+                r.report("warning", r.path(inst, "accept"),
+                         f"no accept mode drops everything addressed to {vs.ip} on the master, "
+                         f"so {vs.label} receives nothing there",
+                         "use accept = true (the default; with strict mode on VRRPv3 say it "
+                         "explicitly), or make this node the address owner (priority 255)",
+                         False)
         if vs.group is not None and vs.group not in groups:
             r.report("error", r.path(vs, "group"), f'no virtual_server_group is named "{vs.group}"',
                      _did_you_mean(vs.group, groups), vs.group)

@@ -674,8 +674,9 @@ async def run_mail_loss(
 
     Each fault starts once the cluster has settled from the previous one; the stream
     runs ``lead_in`` s before the first fault and goes on until ``minimum`` messages are
-    in (what is submitted after the last fault settled counts as steady state). Then the client's queue is flushed and drained (bounded by ``drain_limit``) and
-    every message is accounted for in the server nodes' logs. A fault that takes over
+    in (what is submitted after the last fault settled counts as steady state). Then
+    the client's queue is flushed and drained (bounded by ``drain_limit``) and every
+    message is accounted for in the server nodes' logs. A fault that takes over
     ``fault_limit`` s is an error; a step that runs long says so, with what it awaits.
     """
     loop = asyncio.get_running_loop()

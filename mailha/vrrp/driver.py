@@ -30,6 +30,7 @@ from mailha.config.model import GlobalConfig, InitialState, VirtualAddress, Vrrp
 from mailha.metrics import Metrics
 from mailha.net import arp
 from mailha.net.addresses import AddressError, Addresses, InterfaceAddress
+from mailha.net.firewall import NoAcceptFirewall
 from mailha.net.vrrp_socket import Received, VrrpSocket, VrrpSocketError
 from mailha.notify import Notifier, NotifyScripts, NotifyState
 from mailha.tasks import cancel_and_wait
@@ -152,8 +153,10 @@ class InstanceDriver:
         local_vrids: Collection[int] = (),
         on_state: StateListener | None = None,
         loopback_vips: Collection[IPAddress] | None = None,
+        firewall: NoAcceptFirewall | None = None,
     ) -> None:
-        """``loopback_vips``: what the DR role holds on ``lo`` (see :meth:`start`)."""
+        """``loopback_vips``: what the DR role holds on ``lo`` (see :meth:`start`);
+        ``firewall``: where a ``no_accept`` instance blocks its VIPs while master."""
         self.cfg = cfg
         self.glob = glob
         self.log = logging.getLogger(f"mailha.vrrp.{cfg.name}")
@@ -163,6 +166,9 @@ class InstanceDriver:
         self._local_vrids = frozenset(local_vrids) | {cfg.virtual_router_id}
         self._on_state = on_state
         self._loopback_vips = frozenset(loopback_vips) if loopback_vips is not None else None
+        self._firewall = firewall
+        if cfg.no_accept_mode and firewall is None:
+            raise ValueError(f"{cfg.name}: no_accept needs the daemon's firewall")
         self._loop = asyncio.get_running_loop()
         self._machine: VrrpMachine | None = None
         self._socket: VrrpSocket | None = None
@@ -350,6 +356,8 @@ class InstanceDriver:
             return
         before = {v.ip: v for v in (*old.virtual_ipaddress, *old.virtual_ipaddress_excluded)}
         after = {v.ip: v for v in (*new.virtual_ipaddress, *new.virtual_ipaddress_excluded)}
+        if new.no_accept_mode and self._firewall is not None:  # new VIPs blocked first
+            await self._firewall.block(new.name, list(after))
         for ip, vip in before.items():
             if after.get(ip) != vip:
                 await self._addresses.remove(
@@ -476,7 +484,11 @@ class InstanceDriver:
             case SendAdvert(priority=priority, max_advert_int=interval):
                 self._send_advert(priority, interval)
             case AddVips():
-                for vip in (*cfg.virtual_ipaddress, *cfg.virtual_ipaddress_excluded):
+                vips = (*cfg.virtual_ipaddress, *cfg.virtual_ipaddress_excluded)
+                if cfg.no_accept_mode and self._firewall is not None:
+                    # Blocked before they exist: no moment where the VIPs answer.
+                    await self._firewall.block(cfg.name, [v.ip for v in vips])
+                for vip in vips:
                     await self._addresses.add(
                         vip.dev or cfg.interface, vip.ip, vip.address.network.prefixlen,
                         label=vip.label, scope=_scope(vip.scope),
@@ -486,6 +498,8 @@ class InstanceDriver:
                     await self._addresses.remove(
                         vip.dev or cfg.interface, vip.ip, vip.address.network.prefixlen
                     )
+                if self._firewall is not None:
+                    await self._firewall.unblock(cfg.name)
             case SendGratuitous(addresses=addrs, repeat=repeat):
                 task = asyncio.create_task(self._announce(addrs, repeat))
                 self._announcing.add(task)

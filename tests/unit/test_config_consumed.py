@@ -89,7 +89,28 @@ def attributes_read() -> set[str]:
 
     for path in _runtime_files():
         visit(ast.parse(path.read_text(), str(path)))
+    # A model property the daemon reads acts on the fields it reads (accept through
+    # no_accept_mode, ...).
+    for prop, fields in _model_properties().items():
+        if prop in names:
+            names |= fields
     return names
+
+
+def _model_properties() -> dict[str, set[str]]:
+    """Each property of the config model -> the ``self.`` fields it reads."""
+    tree = ast.parse((PACKAGE / "config" / "model.py").read_text())
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and any(
+            isinstance(d, ast.Name) and d.id == "property" for d in node.decorator_list
+        ):
+            found[node.name] = {
+                n.attr for n in ast.walk(node)
+                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                and n.value.id == "self"
+            }
+    return found
 
 
 def test_the_walk_sees_the_reference() -> None:

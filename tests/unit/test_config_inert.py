@@ -61,7 +61,6 @@ def all_warnings(global_extra: str = "", instance_extra: str = "") -> list[str]:
         ("smtp_connect_timeout = 10", "", "global.smtp_connect_timeout"),
         ("vrrp_check_unicast_src = false", "", "global.vrrp_check_unicast_src"),
         ("", "check_unicast_src = false", "vrrp_instance.VI_1.check_unicast_src"),
-        ("", "accept = false", "vrrp_instance.VI_1.accept"),
         ("", 'virtual_ipaddress_excluded = ["192.0.2.11/24 no_track"]',
          "vrrp_instance.VI_1.virtual_ipaddress_excluded[0]"),
     ],
@@ -77,7 +76,7 @@ def test_an_inert_setting_is_warned_about_with_its_key_and_why(
     ("global_extra", "instance_extra"),
     [
         ("vrrp_check_unicast_src = true", "check_unicast_src = true"),
-        ("smtp_server_port = 25", "accept = true"),
+        ("smtp_server_port = 25", "accept = false"),
         ("", ""),
     ],
 )
@@ -137,3 +136,37 @@ def test_unicast_ttl_is_1_to_255(ttl: int) -> None:
     with pytest.raises(ConfigError, match="unicast_ttl"):
         instance(instance_extra=f"unicast_ttl = {ttl}")
     assert instance(instance_extra="unicast_ttl = 64")[1].unicast_ttl == 64
+
+
+def test_no_accept_mode_is_accept_false_except_for_the_address_owner() -> None:
+    assert instance(instance_extra="accept = false")[1].no_accept_mode
+    assert not instance(instance_extra="accept = false\npriority = 255")[1].no_accept_mode
+    assert not instance()[1].no_accept_mode
+    assert instance("vrrp_strict = true")[1].no_accept_mode
+
+
+def test_strict_mode_allows_accept_with_vrrpv3_only() -> None:
+    _, v3 = instance("vrrp_strict = true", "version = 3\naccept = true")
+    assert v3.accept
+    assert not any("accept" in w for w in all_warnings("vrrp_strict = true",
+                                                        "version = 3\naccept = true"))
+    _, v2 = instance("vrrp_strict = true", "accept = true")
+    assert not v2.accept
+    assert any(".accept" in w and "RFC 3768" in w
+               for w in all_warnings("vrrp_strict = true", "accept = true"))
+
+
+def test_no_accept_on_the_vip_of_a_virtual_server_is_warned_about() -> None:
+    text = BASE.format(global_extra="", instance_extra="accept = false") + """
+[[virtual_server]]
+ip = "192.0.2.10"
+port = 25
+vrrp_instance = "VI_1"
+[[virtual_server.real_server]]
+ip = "192.0.2.20"
+port = 25
+[virtual_server.real_server.TCP_CHECK]
+"""
+    _, warnings = loads_with_warnings(text, Path("n1.toml"))
+    assert any("no accept mode drops everything addressed to 192.0.2.10" in str(w)
+               for w in warnings), [str(w) for w in warnings]

@@ -184,7 +184,8 @@ CASES = [
      "warning", "vrrp_instance.VI_postfix.authentication.auth_pass", "first 8 characters",
      "authentication"),
     ("strict-accept", 'state = "MASTER"', 'state = "MASTER"\nstrict_mode = true\naccept = true',
-     "warning", "vrrp_instance.VI_postfix.accept", "implies no accept mode", "accept = true"),
+     "warning", "vrrp_instance.VI_postfix.accept", "does not allow accept mode",
+     "accept = true"),
     ("duplicate-vrid", "[[virtual_server]]",
      '[vrrp_instance.VI_other]\ninterface = "eth0"\nvirtual_router_id = 173\n'
      'virtual_ipaddress = ["10.12.49.38/24"]\n\n[[virtual_server]]', "error",

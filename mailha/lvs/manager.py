@@ -133,6 +133,7 @@ class LvsManager:
         if self.config.global_.release_dr_on_stop:
             await self._release_dr_role()
         elif self._lo_vips:
+            self._sysctls.keep()
             log.info("keeping %s on lo and the ARP sysctls: the master's direct-routed "
                      "sessions still reach this node's Postfix while mailha is stopped "
                      "(release_dr_on_stop = true to release them)",

@@ -107,11 +107,39 @@ class SysctlChanges:
         self._journal = journal
         if journal is not None:
             self._originals = read_journal(journal)
+            kept = self._kept_marker
+            on_purpose = kept is not None and kept.exists()
+            if kept is not None:
+                with contextlib.suppress(OSError):
+                    kept.unlink()
             if self._originals:
-                log.warning("an earlier run left sysctls changed (a crash, or kept at stop); "
-                            "%s holds the admin's values, restored when mailha releases "
-                            "them: %s", journal,
-                            ", ".join(f"{k}={v}" for k, v in self._originals.items()))
+                values = ", ".join(f"{k}={v}" for k, v in self._originals.items())
+                if on_purpose:
+                    log.info("the previous run kept its sysctls at stop; %s holds the "
+                             "admin's values, restored when mailha releases them: %s",
+                             journal, values)
+                else:
+                    log.warning("an earlier run left sysctls changed without a clean stop "
+                                "(a crash?); %s holds the admin's values, restored when "
+                                "mailha releases them: %s", journal, values)
+
+    @property
+    def _kept_marker(self) -> Path | None:
+        """Beside the journal when a clean stop kept the changes on purpose (see :meth:`keep`)."""
+        if self._journal is None:
+            return None
+        return self._journal.with_name(self._journal.name + ".kept")
+
+    def keep(self) -> None:
+        """A clean stop leaves the changes in place on purpose: the next run says so
+        calmly instead of warning about a crash."""
+        marker = self._kept_marker
+        if marker is None or not self._originals:
+            return
+        try:
+            marker.touch()
+        except OSError as exc:
+            log.debug("cannot mark the sysctl journal as kept: %s", exc)
 
     @property
     def changed(self) -> dict[str, str]:

@@ -44,7 +44,7 @@ def test_a_crashed_runs_originals_are_restored_by_the_next_run(
 
     caplog.set_level(logging.WARNING)
     second = SysctlChanges(journal)
-    assert "an earlier run left sysctls changed" in caplog.text
+    assert "an earlier run left sysctls changed without a clean stop" in caplog.text
     second.set(IGNORE, 1, "DR")  # already 1: no change, the journal's original is kept
     assert second.restore() == []
     assert (read_sysctl(IGNORE), read_sysctl(ANNOUNCE)) == ("0", "0")
@@ -71,3 +71,32 @@ def test_a_damaged_journal_is_ignored_with_a_warning(
     changes = SysctlChanges(journal)
     assert changes.changed == {}
     assert "ignoring" in caplog.text
+
+
+def test_changes_kept_at_a_clean_stop_are_adopted_without_a_crash_warning(
+    proc_sys: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """release_dr_on_stop = false keeps the DR role's sysctls on purpose: the next start
+    says so at INFO, not the crash WARNING; a crash after that warns again."""
+    journal = tmp_path / "run" / "sysctl-originals.json"
+    first = SysctlChanges(journal)
+    first.set(IGNORE, 1, "DR")
+    first.keep()  # clean stop, DR role kept
+
+    caplog.set_level(logging.INFO)
+    second = SysctlChanges(journal)
+    kept = [r for r in caplog.records if "kept its sysctls at stop" in r.message]
+    assert [r.levelno for r in kept] == [logging.INFO]
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)
+    assert second.changed == {IGNORE: "0"}
+    del second  # and now a crash
+
+    caplog.clear()
+    SysctlChanges(journal)
+    assert "without a clean stop" in caplog.text
+
+
+def test_keep_without_changes_leaves_no_marker(proc_sys: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "sysctl-originals.json"
+    SysctlChanges(journal).keep()
+    assert list(tmp_path.iterdir()) == [tmp_path / "proc-sys"]

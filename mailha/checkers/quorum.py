@@ -40,6 +40,7 @@ __all__ = [
     "PoolMember",
     "VirtualServerHealth",
     "next_quorum_state",
+    "service_identity",
 ]
 
 #: The sorry server's weight while it serves (keepalived gives it the default, 1).
@@ -101,15 +102,40 @@ class HealthUpdate:
     pool_changed: bool = False
 
 
+def service_identity(vs: VirtualServer) -> tuple[object, ...]:
+    """What identifies a virtual server across a reload (what the kernel keys it by)."""
+    return (vs.protocol, vs.ip, vs.port, vs.fwmark, vs.group)
+
+
 class VirtualServerHealth:
     """A virtual server's real servers, quorum state and desired pool."""
 
-    def __init__(self, virtual_server: VirtualServer) -> None:
+    def __init__(
+        self, virtual_server: VirtualServer, previous: VirtualServerHealth | None = None
+    ) -> None:
+        """``previous``: the same service's state before a reload, whose real servers'
+        verdicts carry over where their checks did not change
+        (:meth:`RealServerHealth.carry_over`)."""
         self.virtual_server = virtual_server
         self.real_servers = tuple(RealServerHealth(rs) for rs in virtual_server.real_servers)
+        self.quorum_up: bool
         vs = virtual_server
-        self.quorum_up = self.live_weight() >= vs.quorum + vs.hysteresis
+        if previous is not None:
+            before = {(h.real_server.ip, h.real_server.port): h for h in previous.real_servers}
+            for health in self.real_servers:
+                old = before.get((health.real_server.ip, health.real_server.port))
+                if old is not None:
+                    health.carry_over(old)
+            self.quorum_up = next_quorum_state(
+                previous.quorum_up, self.live_weight(), vs.quorum, vs.hysteresis)
+        else:
+            self.quorum_up = self.live_weight() >= vs.quorum + vs.hysteresis
         self._pool = self._compute_pool()
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What identifies the service across a reload: :func:`service_identity`."""
+        return service_identity(self.virtual_server)
 
     def live_weight(self) -> int:
         return sum(rs.live_weight for rs in self.real_servers)

@@ -115,6 +115,26 @@ class RealServerHealth:
     def alive(self) -> bool:
         return not self.watch_down and all(c.up for c in self.checkers)
 
+    def carry_over(self, previous: RealServerHealth) -> bool:
+        """Take over what ``previous`` knew, if it judged this server with the same checks.
+
+        A reload builds new health state; without this, every real server would start
+        from scratch (up, unless ``alpha``), and one that was down when the admin
+        reloaded would be put back in the pool until its checks fail again. keepalived
+        likewise keeps the state of the checkers a reload leaves unchanged. Returns
+        whether the state was taken over.
+        """
+        old, new = previous.real_server, self.real_server
+        if (old.ip, old.port) != (new.ip, new.port) or old.checkers != new.checkers:
+            return False
+        for mine, theirs in zip(self.checkers, previous.checkers, strict=True):
+            mine.up, mine.has_run = theirs.up, theirs.has_run
+            mine.retries, mine.last = theirs.retries, theirs.last
+        self.watch_down = previous.watch_down
+        if old.weight == new.weight:
+            self.weight = previous.weight  # keeps a misc_dynamic weight
+        return True
+
     def set_watch(self, down: bool) -> Verdict:
         """The watched local process died (``down``) or runs again; returns the verdict."""
         was_alive = self.alive

@@ -32,6 +32,7 @@ from mailha.checkers.quorum import (
     HealthEvent,
     HealthUpdate,
     VirtualServerHealth,
+    service_identity,
 )
 from mailha.checkers.result import CheckResult
 from mailha.checkers.scheduler import CheckScheduler
@@ -179,8 +180,12 @@ class LvsManager:
         self.config = config
         self._owned |= owned_keys(config)
         if old.virtual_servers != config.virtual_servers:
-            await self._stop_checks()
-            self.health = [VirtualServerHealth(vs) for vs in config.virtual_servers]
+            await self._stop_checks(shutting_down=False)
+            # What the checks knew survives where a service and a real server's checks
+            # are unchanged: a server that is down stays out of the pool.
+            before = {h.key: h for h in self.health}
+            self.health = [VirtualServerHealth(vs, before.get(service_identity(vs)))
+                           for vs in config.virtual_servers]
             self.last_results.clear()
             self._start_checks()
             await self._start_watches()
@@ -358,7 +363,8 @@ class LvsManager:
                 log.exception("local_watch of %s failed; restarting it in 1 s", label)
                 await asyncio.sleep(1)
 
-    async def _stop_checks(self) -> None:
+    async def _stop_checks(self, *, shutting_down: bool = True) -> None:
+        """Stop the checks; at shutdown (not a reload) announce ``omega``'s events."""
         await cancel_and_wait(self._watches, within=STOP_TIMEOUT, what="local watches")
         self._watches.clear()
         if self._scheduler is None:
@@ -368,9 +374,10 @@ class LvsManager:
         await cancel_and_wait(checks, within=STOP_TIMEOUT, what="health checks")
         for task in checks:
             self._tasks.remove(task)
-        for svc in self.health:
-            for event in svc.shutdown():
-                self._announce(event)
+        if shutting_down:
+            for svc in self.health:
+                for event in svc.shutdown():
+                    self._announce(event)
         self._scheduler = None
 
     def _on_result(

@@ -8,6 +8,7 @@ times out after connect_timeout, longer than its delay_loop slot.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,3 +60,56 @@ port = {port}
         await manager._stop_checks()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_reload_keeps_a_dead_real_server_out_of_the_pool(tmp_path: Path) -> None:
+    """SIGHUP while a real server is down (here: nothing listens on its port) must not put
+    it back: the reload carries over what its unchanged checks found."""
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+
+    def config(weight: int) -> str:
+        return f"""
+[global]
+router_id = "t"
+[metrics]
+enabled = false
+[control]
+socket = "{tmp_path / 'mailha.sock'}"
+[[virtual_server]]
+ip = "10.96.0.1"
+port = 25
+delay_loop = 0.1
+connect_timeout = 0.3
+retry = 0
+[[virtual_server.real_server]]
+ip = "127.0.0.1"
+port = {dead_port}
+[[virtual_server.real_server.TCP_CHECK]]
+[[virtual_server.real_server]]
+ip = "127.0.0.2"
+port = 25
+weight = {weight}
+[virtual_server.real_server.MISC_CHECK]
+misc_path = "/bin/true"
+"""
+
+    path = tmp_path / "mailha.toml"
+    manager = LvsManager(loads(config(1), path), metrics=Metrics(), addresses=cast(Any, None))
+    manager._setup_dr_role = _nothing  # type: ignore[method-assign]  # no addresses here
+    try:
+        manager._start_checks()
+        for _ in range(500):  # until its check found it dead (bounded: 10 s)
+            if not manager.health[0].real_servers[0].alive:
+                break
+            await asyncio.sleep(0.02)
+        await manager.reconfigure(loads(config(2), path))  # the other server's weight
+        assert not manager.health[0].real_servers[0].alive
+        assert [m.weight for m in manager.health[0].pool().members] == [None, 2]
+    finally:
+        await manager._stop_checks()
+
+
+async def _nothing() -> None:
+    return None

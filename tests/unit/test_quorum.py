@@ -267,3 +267,33 @@ def test_virtual_server_quorum_matches_the_rule(
             e for e in update.events if e.kind in (EventKind.QUORUM_UP, EventKind.QUORUM_DOWN)
         ]
         assert len(quorum_events) <= 1
+
+
+def test_a_reload_keeps_what_the_checks_knew_where_they_did_not_change() -> None:
+    """A server that was down when the admin reloaded stays out of the pool (a fresh
+    state would have put it back, up, until its checks failed again)."""
+    before = VirtualServerHealth(vs(rs(1), rs(2), rs(3)))
+    before.record(1, 0, FAIL)  # rs2 down
+    assert weights(before) == [1, None, 1]
+    # rs1's weight changes, rs2 is unchanged, rs3's check changes, rs4 is new.
+    changed_check = RealServer(ip=IPv4Address("10.0.0.3"), port=25, checkers=(
+        TcpCheck(common=CheckerCommon(retry=2, alpha=True)),))
+    after = VirtualServerHealth(vs(rs(1, 5), rs(2), changed_check, rs(4)), before)
+    assert weights(after) == [5, None, None, 1]  # rs3 starts afresh: alpha, so down
+    assert [h.alive for h in after.real_servers] == [True, False, False, True]
+    assert after.record(1, 0, OK).pool_changed  # rs2's first success brings it back
+    assert kinds(after.record(1, 0, OK).events) == []
+
+
+def test_a_reload_keeps_a_dynamic_weight_and_the_quorum_state() -> None:
+    dynamic = RealServer(ip=IPv4Address("10.0.0.1"), port=25, weight=1, checkers=(
+        MiscCheck(misc_path=ScriptCommand(("/bin/true",)), misc_dynamic=True,
+                  common=CheckerCommon(retry=0)),))
+    before = VirtualServerHealth(vs(dynamic, rs(2), quorum=3, hysteresis=1))
+    before.record(0, 0, CheckResult.success(dynamic_weight=4))
+    before.record(1, 0, FAIL)
+    assert before.quorum_up and before.live_weight() == 4  # inside the band: still up
+    after = VirtualServerHealth(vs(dynamic, rs(2), quorum=3, hysteresis=1), before)
+    assert after.live_weight() == 4 and after.quorum_up  # the band holds across the reload
+    fresh = VirtualServerHealth(vs(dynamic, rs(2), quorum=3, hysteresis=1))
+    assert fresh.live_weight() == 2 and not fresh.quorum_up

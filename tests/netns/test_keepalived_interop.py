@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 import pytest
+from kapair import one_master_for, stop_n1_and_see_n2_take_over
 
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
 from mailha.lab.keepalived import Keepalived, KeepalivedConfig, TrackScript, VrrpInstance
@@ -29,16 +30,6 @@ async def topo() -> AsyncIterator[SeedTopology]:
         check.write_text('#!/bin/sh\ntest ! -e "$1/postfix-down"\n')
         check.chmod(0o755)
         yield t
-
-
-async def one_master_for(cluster: MailhaCluster, expected: str, seconds: float) -> None:
-    """Sample the kernel's view: exactly ``expected`` holds the VIP the whole time."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        masters = await cluster.masters()
-        assert masters == [expected], f"expected only {expected} as master, saw {masters}"
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("version", [2, 3])
@@ -101,9 +92,5 @@ async def test_interop(topo: SeedTopology, version: Literal[2, 3], mailha_node: 
         await one_master_for(cluster, "n1", 1.5)
         flag2.unlink()
         await asyncio.sleep(1.0)
-        if mailha_node == "n1":
-            await cluster.stop("n1")
-        else:
-            await ka.stop()
-        await cluster.wait_master("n2", time_limit=10)
+        await stop_n1_and_see_n2_take_over(cluster, ka, mailha_node)
     assert "Traceback" not in cluster.log(mailha_node)

@@ -10,13 +10,14 @@ unicast adverts whose TTL was not 255, sent its own with TTL 255 whatever
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
+from kapair import one_master_for, stop_n1_and_see_n2_take_over
 
 from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.keepalived import Keepalived, KeepalivedConfig, VrrpInstance
+from mailha.lab.keepalived import Keepalived, seed_config
 from mailha.lab.topology import SeedTopology
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -34,37 +35,18 @@ async def topo() -> AsyncIterator[SeedTopology]:
 
 def keepalived_on(topo: SeedTopology, node: str, *, unicast: bool, extra: tuple[str, ...] = (),
                   global_extra: tuple[str, ...] = (), own_peer_block: bool = False) -> Keepalived:
-    """keepalived's side; ``own_peer_block``: ``extra`` writes the unicast_peer block."""
-    other = "n2" if node == "n1" else "n1"
-    conf = KeepalivedConfig(
-        router_id=f"ka{node}",
-        global_extra=global_extra,
-        instances=(
-            VrrpInstance(
-                name="VI_postfix",
-                interface=topo.iface(node),
-                virtual_router_id=173,
-                priority=PRIORITIES[node],
-                virtual_ipaddresses=(str(topo.vip_interface),),
-                unicast_src_ip=str(topo.address(node)) if unicast else None,
-                unicast_peers=(str(topo.address(other)),) if unicast and not own_peer_block
-                else (),
-                extra=extra,
-            ),
-        ),
+    """keepalived's side: the seed's config without a track script, at ``PRIORITIES``;
+    ``own_peer_block``: ``extra`` writes the unicast_peer block itself."""
+    conf = seed_config(topo, node, priority=PRIORITIES[node])
+    (seed,) = conf.instances
+    instance = replace(
+        seed,
+        unicast_src_ip=seed.unicast_src_ip if unicast else None,
+        unicast_peers=seed.unicast_peers if unicast and not own_peer_block else (),
+        extra=extra,
     )
+    conf = replace(conf, instances=(instance,), global_extra=global_extra)
     return Keepalived(topo.node_dir(node) / "keepalived", conf, netns=topo.netns(node))
-
-
-async def only_master(cluster: MailhaCluster, node: str, seconds: float) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        masters = await cluster.masters()
-        assert masters == [node], (
-            f"expected only {node} as master, saw {masters}: " + "\n".join(
-                cluster.log(n)[-3000:] for n in cluster.processes))
-        await asyncio.sleep(0.1)
 
 
 async def test_a_keepalived_master_sending_with_unicast_ttl_64_is_heard(
@@ -76,7 +58,7 @@ async def test_a_keepalived_master_sending_with_unicast_ttl_64_is_heard(
     async with ka, MailhaCluster(topo, ClusterOptions(priorities=PRIORITIES),
                                  nodes=["n2"]) as cluster:
         await cluster.wait_master("n1", time_limit=20)
-        await only_master(cluster, "n1", CALM)
+        await one_master_for(cluster, "n1", CALM)
     assert "Traceback" not in cluster.log("n2")
 
 
@@ -88,7 +70,7 @@ async def test_mailha_sends_unicast_adverts_with_its_unicast_ttl(topo: SeedTopol
     opts = ClusterOptions(priorities=PRIORITIES, extra_instance={"unicast_ttl": 64})
     async with ka, MailhaCluster(topo, opts, nodes=["n1"]) as cluster:
         await cluster.wait_master("n1", time_limit=20)
-        await only_master(cluster, "n1", CALM)
+        await one_master_for(cluster, "n1", CALM)
     assert "Traceback" not in cluster.log("n1")
 
 
@@ -106,10 +88,6 @@ async def test_both_sides_agree_on_a_configured_multicast_group(
                           extra_instance={"mcast_dst_ip": "224.0.0.19"})
     async with ka, MailhaCluster(topo, opts, nodes=[mailha_node]) as cluster:
         await cluster.wait_master("n1", time_limit=20)
-        await only_master(cluster, "n1", CALM)
-        if mailha_node == "n1":
-            await cluster.stop("n1")
-        else:
-            await ka.stop()
-        await cluster.wait_master("n2", time_limit=10)
+        await one_master_for(cluster, "n1", CALM)
+        await stop_n1_and_see_n2_take_over(cluster, ka, mailha_node)
     assert "Traceback" not in cluster.log(mailha_node)

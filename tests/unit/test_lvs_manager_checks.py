@@ -17,14 +17,9 @@ from mailha.lvs.manager import LvsManager
 from mailha.metrics import Metrics
 
 
-async def test_overruns_reach_mailha_check_overruns_total(tmp_path: Path) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # never sends a banner; ends when the checker gives up
-        writer.close()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    text = f"""
+def service_config(tmp_path: Path, extra: str = "") -> str:
+    """A node config with one fast-checked virtual server; real servers follow."""
+    return f"""
 [global]
 router_id = "t"
 [metrics]
@@ -37,7 +32,17 @@ port = 25
 delay_loop = 0.1
 connect_timeout = 0.3
 retry = 0
-warmup = 0
+{extra}"""
+
+
+async def test_overruns_reach_mailha_check_overruns_total(tmp_path: Path) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never sends a banner; ends when the checker gives up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    text = service_config(tmp_path, "warmup = 0") + f"""
 [[virtual_server.real_server]]
 ip = "127.0.0.1"
 port = {port}
@@ -70,19 +75,7 @@ async def test_a_reload_keeps_a_dead_real_server_out_of_the_pool(tmp_path: Path)
         dead_port = probe.getsockname()[1]
 
     def config(weight: int) -> str:
-        return f"""
-[global]
-router_id = "t"
-[metrics]
-enabled = false
-[control]
-socket = "{tmp_path / 'mailha.sock'}"
-[[virtual_server]]
-ip = "10.96.0.1"
-port = 25
-delay_loop = 0.1
-connect_timeout = 0.3
-retry = 0
+        return service_config(tmp_path) + f"""
 [[virtual_server.real_server]]
 ip = "127.0.0.1"
 port = {dead_port}

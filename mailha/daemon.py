@@ -505,6 +505,12 @@ class Node:
         finally:
             sd.ready("running" if self.failure is None else f"failed: {self.failure}")
 
+    async def _retire_instance(self, name: str) -> None:
+        """Stop an instance for good and drop its metrics (a replacement starts afresh)."""
+        driver = self.instances.pop(name)
+        await driver.stop()
+        self.metrics.forget_vrrp_instance(name, driver.cfg.virtual_router_id)
+
     async def _apply(self, new: Config) -> str:
         """Apply a validated config: restart only the parts whose settings changed."""
         old = self.config
@@ -516,7 +522,7 @@ class Node:
         new_instances = {i.name: i for i in new.vrrp_instances}
         vrids = [i.virtual_router_id for i in new.vrrp_instances]
         for name in old_instances.keys() - new_instances.keys():
-            await self.instances.pop(name).stop()
+            await self._retire_instance(name)
             changed.append(f"removed instance {name}")
         for name, inst in new_instances.items():
             if old_instances.get(name) == inst and old.global_ == new.global_:
@@ -527,7 +533,7 @@ class Node:
                 changed.append(f"updated instance {name} in place")
                 continue
             if running is not None:
-                await self.instances.pop(name).stop()
+                await self._retire_instance(name)
             if inst.no_accept_mode and self.firewall is None:
                 await self._open_firewall(new)
             driver = InstanceDriver(

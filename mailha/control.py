@@ -211,6 +211,8 @@ def render_status(reply: dict[str, Any], out: TextIO) -> None:
             f" (base {inst['base_priority']})  vrid {inst['vrid']}  if {inst['interface']}"
             f"  master {inst.get('master') or '-'}  vips {', '.join(inst.get('vips', []))}\n"
         )
+        for line in tracking_lines(inst):
+            out.write(f"    {line}\n")
     out.write("\nIPVS (services this node owns)\n")
     services = reply.get("ipvs", [])
     if not services:
@@ -232,6 +234,34 @@ def render_status(reply: dict[str, Any], out: TextIO) -> None:
             f"  {chk['real_server']:<22} {chk['checker']:<11} {state:<5}"
             f" {chk.get('reason', '')}  ({chk.get('age', '?')} s ago)\n"
         )
+
+
+def tracking_lines(inst: dict[str, Any]) -> list[str]:
+    """Under an instance: why it is in FAULT, then each track script and tracked link.
+
+    Tolerates a reply without these fields (a daemon older than the CLI)."""
+    lines = []
+    reasons = inst.get("fault_reasons") or []
+    if reasons:
+        lines.append("FAULT because: " + "; ".join(map(str, reasons)))
+
+    def weighing(item: dict[str, Any]) -> str:
+        reverse = "reverse" if item.get("reverse") else ""
+        return (f"weight {item.get('weight', 0):>4} {reverse:<7}"
+                f"  now {item.get('applied', 0):>+3}")
+
+    for script in inst.get("track_scripts") or []:
+        state = {True: "OK", False: "FAILED", None: "INIT"}.get(script.get("ok"), "?")
+        if script.get("last_result") is None:
+            last = "not run yet"
+        else:
+            last = f"last run {script['last_result']} {script.get('age', '?')} s ago"
+        lines.append(f"script    {script['name']:<16} {state:<7} {weighing(script)}  {last}")
+    for link in inst.get("track_interfaces") or []:
+        state = {True: "UP", False: "DOWN", None: "UNKNOWN"}.get(link.get("up"), "?")
+        name = f"{link['name']} (own)" if link.get("primary") else link["name"]
+        lines.append(f"interface {name:<16} {state:<7} {weighing(link)}")
+    return lines
 
 
 def _render_health(reply: dict[str, Any], out: TextIO) -> None:

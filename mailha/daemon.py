@@ -38,7 +38,7 @@ from mailha.sdnotify import watchdog_interval
 from mailha.tasks import bounded, cancel_and_wait
 from mailha.vrrp.driver import InstanceDriver
 from mailha.vrrp.events import State
-from mailha.vrrp.track import ScriptRunner, instance_tracking
+from mailha.vrrp.track import ScriptRunner, TrackingStatus, instance_tracking, tracking_status
 from mailha.vrrp.tracking import EffectivePriority
 
 if TYPE_CHECKING:  # imported lazily at run time: only nodes with virtual servers need it
@@ -351,6 +351,7 @@ class Node:
                 else (str(driver.primary) if driver.state is State.MASTER else None),
                 "vips": [str(v.address) for v in driver.cfg.virtual_ipaddress],
                 "faults": sorted(machine.faults) if machine else [],
+                **self._tracking_status(driver),
             })
         reply: dict[str, Any] = {
             "ok": True,
@@ -372,6 +373,17 @@ class Node:
         if self.lvs is not None:
             reply.update(await self.lvs.status())
         return reply
+
+    def _tracking_status(self, driver: InstanceDriver) -> TrackingStatus:
+        """Track scripts, tracked links and, in FAULT, why: for ``mailha status``."""
+        machine = driver.machine
+        return tracking_status(
+            driver.cfg, {s.name: s for s in self.config.vrrp_scripts},
+            self.scripts.states() if self.scripts is not None else {}, self.link_up,
+            self.scripts.runs() if self.scripts is not None else {},
+            now=time.time(), in_fault=driver.state is State.FAULT,
+            fault_sources=machine.faults if machine is not None else (),
+        )
 
     async def drain(self, request: dict[str, Any]) -> dict[str, Any]:
         """``mailha drain [--wait S] TARGET``: weight 0, then wait for sessions to end."""
@@ -505,6 +517,12 @@ class Node:
         finally:
             sd.ready("running" if self.failure is None else f"failed: {self.failure}")
 
+    async def _retire_instance(self, name: str) -> None:
+        """Stop an instance for good and drop its metrics (a replacement starts afresh)."""
+        driver = self.instances.pop(name)
+        await driver.stop()
+        self.metrics.forget_vrrp_instance(name, driver.cfg.virtual_router_id)
+
     async def _apply(self, new: Config) -> str:
         """Apply a validated config: restart only the parts whose settings changed."""
         old = self.config
@@ -516,7 +534,7 @@ class Node:
         new_instances = {i.name: i for i in new.vrrp_instances}
         vrids = [i.virtual_router_id for i in new.vrrp_instances]
         for name in old_instances.keys() - new_instances.keys():
-            await self.instances.pop(name).stop()
+            await self._retire_instance(name)
             changed.append(f"removed instance {name}")
         for name, inst in new_instances.items():
             if old_instances.get(name) == inst and old.global_ == new.global_:
@@ -527,7 +545,7 @@ class Node:
                 changed.append(f"updated instance {name} in place")
                 continue
             if running is not None:
-                await self.instances.pop(name).stop()
+                await self._retire_instance(name)
             if inst.no_accept_mode and self.firewall is None:
                 await self._open_firewall(new)
             driver = InstanceDriver(

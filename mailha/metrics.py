@@ -7,6 +7,12 @@ scrape time (through a snapshot the event loop refreshes just before rendering),
 names of node_exporter's ipvs collector after the prefix, so existing queries port over.
 VRRP metrics label the instance ``vrrp_instance``, not ``instance``: Prometheus owns the
 ``instance`` label (the scrape target) and would rename ours to ``exported_instance``.
+Every series labelled ``vrrp_instance`` also carries the instance's ``vrid``
+(:data:`VRRP_INSTANCE_LABELS`): names are local to one cluster's config, and two clusters
+that both call their instance ``VI_postfix`` must not add up to "two masters". The VRID
+is fixed per instance, so the label adds no series. Telling apart clusters that share
+name *and* VRID (legal on different segments) is left to a Prometheus target label
+(``cluster``), which the rules and the dashboard group by as well (deploy/README.md §8).
 
 The endpoint is a few lines on :func:`asyncio.start_server` rather than prometheus-client's
 threaded HTTP server: one event loop, no threads (see the project brief).
@@ -37,6 +43,10 @@ from mailha import __version__
 log = logging.getLogger("mailha.metrics")
 
 VRRP_STATES = ("INIT", "BACKUP", "MASTER", "FAULT", "STOPPED")
+
+#: The labels naming one VRRP instance, first on every per-instance VRRP metric, in this
+#: order: ``metric.labels(name, vrid, ...)``.
+VRRP_INSTANCE_LABELS = ("vrrp_instance", "vrid")
 
 
 @dataclass
@@ -112,25 +122,24 @@ class Metrics:
         self.ipvs = IpvsSnapshot()
         Info("mailha_build", "mailha version", registry=r).info({"version": __version__})
         # VRRP
+        vi = VRRP_INSTANCE_LABELS
         self.vrrp_state = Gauge(
             "mailha_vrrp_state", "1 for the instance's current state, 0 for the others",
-            ["vrrp_instance", "state"], registry=r)
+            [*vi, "state"], registry=r)
         self.vrrp_priority = Gauge(
-            "mailha_vrrp_priority", "Effective priority (advertised)", ["vrrp_instance"],
-            registry=r)
+            "mailha_vrrp_priority", "Effective priority (advertised)", vi, registry=r)
         self.vrrp_base_priority = Gauge(
-            "mailha_vrrp_base_priority", "Configured priority", ["vrrp_instance"], registry=r)
+            "mailha_vrrp_base_priority", "Configured priority", vi, registry=r)
         self.vrrp_transitions = Counter(
             "mailha_vrrp_transitions", "State transitions",
-            ["vrrp_instance", "from_state", "to_state"], registry=r)
+            [*vi, "from_state", "to_state"], registry=r)
         self.vrrp_master_changes = Counter(
             "mailha_vrrp_master_changes", "Times this node became or stopped being master",
-            ["vrrp_instance"], registry=r)
+            vi, registry=r)
         self.vrrp_adverts_sent = Counter(
-            "mailha_vrrp_adverts_sent", "Advertisements sent", ["vrrp_instance"], registry=r)
+            "mailha_vrrp_adverts_sent", "Advertisements sent", vi, registry=r)
         self.vrrp_adverts_received = Counter(
-            "mailha_vrrp_adverts_received", "Valid advertisements received", ["vrrp_instance"],
-            registry=r)
+            "mailha_vrrp_adverts_received", "Valid advertisements received", vi, registry=r)
         self.vrrp_receive_errors = Counter(
             "mailha_vrrp_receive_errors",
             "Received packets dropped, by RFC 5798 section 7.1 check or peer filter",
@@ -139,12 +148,12 @@ class Metrics:
             "mailha_vrrp_address_list_mismatch",
             "Adverts accepted although their address list differs from virtual_ipaddress "
             "(keepalived's addr_list_err): the nodes' configurations disagree",
-            ["vrrp_instance"], registry=r)
+            vi, registry=r)
         self.vrrp_receive_dropped = Counter(
             "mailha_vrrp_receive_dropped",
             "Packets the kernel dropped because the VRRP socket's receive queue was full "
             "(SO_RXQ_OVFL); any of them may have been a real advert",
-            ["vrrp_instance", "interface"], registry=r)
+            [*vi, "interface"], registry=r)
         self.vrrp_track_script_up = Gauge(
             "mailha_vrrp_track_script_up", "Debounced result of a vrrp_script (1 ok)", ["script"],
             registry=r)
@@ -226,9 +235,26 @@ class Metrics:
             self.config_reloads.labels(result)
         self.registry.register(_IpvsCollector(lambda: self.ipvs))
 
-    def set_vrrp_state(self, instance: str, state: str) -> None:
+    def set_vrrp_state(self, instance: str, vrid: int, state: str) -> None:
         for s in VRRP_STATES:
-            self.vrrp_state.labels(instance, s).set(1 if s == state else 0)
+            self.vrrp_state.labels(instance, vrid, s).set(1 if s == state else 0)
+
+    def forget_vrrp_instance(self, instance: str, vrid: int) -> None:
+        """Drop every series of an instance that no longer runs (removed, or restarted
+        under another VRID, by a reload); a series left at STOPPED would count as a node
+        without a master for ever."""
+        wanted = {"vrrp_instance": instance, "vrid": str(vrid)}
+        for metric in (self.vrrp_state, self.vrrp_priority, self.vrrp_base_priority,
+                       self.vrrp_transitions, self.vrrp_master_changes, self.vrrp_adverts_sent,
+                       self.vrrp_adverts_received, self.vrrp_address_list_mismatch,
+                       self.vrrp_receive_dropped):
+            # Not remove_by_labels: it is missing from older supported prometheus-clients.
+            children = {tuple(s.labels.items()) for family in metric.collect()
+                        for s in family.samples}
+            for items in children:
+                labels = dict(items)
+                if all(labels.get(k) == v for k, v in wanted.items()):
+                    metric.remove(*labels.values())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

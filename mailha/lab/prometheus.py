@@ -191,8 +191,8 @@ def dashboard_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
 
     found = [(f"panel {p['title']!r} {t['refId']}", sub(t["expr"]))
              for p in walk(dash["panels"]) for t in p.get("targets", [])]
-    found += [(f"annotation {a['name']!r}", sub(a["expr"]))
-              for a in dash["annotations"]["list"] if "expr" in a]
+    found += [(f"annotation {a['name']!r}", sub(a["target"]["expr"]))
+              for a in dash["annotations"]["list"] if "expr" in a.get("target", {})]
     return found
 
 

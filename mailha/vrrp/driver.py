@@ -244,11 +244,12 @@ class InstanceDriver:
         self._machine = VrrpMachine(instance_params(cfg, self.glob, self.primary), now)
         for warning in self._machine.warnings:
             self.log.warning("%s", warning)
-        self._metrics.vrrp_base_priority.labels(cfg.name).set(cfg.priority)
-        self._metrics.set_vrrp_state(cfg.name, "INIT")
+        vrid = cfg.virtual_router_id
+        self._metrics.vrrp_base_priority.labels(cfg.name, vrid).set(cfg.priority)
+        self._metrics.set_vrrp_state(cfg.name, vrid, "INIT")
         for reason in RECEIVE_ERROR_REASONS:  # exported at 0, so rates work from the start
             self._metrics.vrrp_receive_errors.labels(cfg.interface, reason)
-        self._metrics.vrrp_receive_dropped.labels(cfg.name, cfg.interface)
+        self._metrics.vrrp_receive_dropped.labels(cfg.name, vrid, cfg.interface)
         if self._socket.filtered:
             self.log.debug("kernel filter: only %s reach the socket (receive buffer %d bytes)",
                            ", ".join(map(str, self._socket.peers)),
@@ -351,7 +352,7 @@ class InstanceDriver:
             master=new.notify_master, backup=new.notify_backup, fault=new.notify_fault,
             stop=new.notify_stop, generic=new.notify,
         )
-        self._metrics.vrrp_base_priority.labels(new.name).set(new.priority)
+        self._metrics.vrrp_base_priority.labels(new.name, new.virtual_router_id).set(new.priority)
         if self.state is not State.MASTER:
             return
         before = {v.ip: v for v in (*old.virtual_ipaddress, *old.virtual_ipaddress_excluded)}
@@ -418,7 +419,8 @@ class InstanceDriver:
                 continue
             if packet.dropped:
                 self._metrics.vrrp_receive_dropped.labels(
-                    self.cfg.name, self.cfg.interface).inc(packet.dropped)
+                    self.cfg.name, self.cfg.virtual_router_id, self.cfg.interface
+                ).inc(packet.dropped)
             try:
                 self._handle_packet(packet)
             except Exception:  # a bug must not stop the instance from hearing its peer
@@ -436,7 +438,8 @@ class InstanceDriver:
             self._count_error(result.reason, result.detail)
             return
         self._check_address_list(result, packet.src)
-        self._metrics.vrrp_adverts_received.labels(self.cfg.name).inc()
+        self._metrics.vrrp_adverts_received.labels(
+            self.cfg.name, self.cfg.virtual_router_id).inc()
         self._submit(self._machine.advert_received(result, packet.src, self._loop.time()))
 
     def _check_address_list(self, advert: Advert, src: IPAddress) -> None:
@@ -451,7 +454,8 @@ class InstanceDriver:
         mismatch = address_list_mismatch(advert, vips, compare_addresses=full)
         if mismatch is None:
             return
-        self._metrics.vrrp_address_list_mismatch.labels(self.cfg.name).inc()
+        self._metrics.vrrp_address_list_mismatch.labels(
+            self.cfg.name, self.cfg.virtual_router_id).inc()
         if self._address_mismatch_logged != (src, mismatch):
             self._address_mismatch_logged = (src, mismatch)
             self.log.warning(
@@ -508,7 +512,7 @@ class InstanceDriver:
                 self._state_changed(old, new, reason, detail)
             case PriorityChanged(old=old, new=new):
                 self.log.info("effective priority %d -> %d", old, new)
-                self._metrics.vrrp_priority.labels(cfg.name).set(new)
+                self._metrics.vrrp_priority.labels(cfg.name, cfg.virtual_router_id).set(new)
             case Discarded(reason=reason, detail=detail):
                 self._count_error(reason, detail)
             case Diagnostic(reason=reason, detail=detail):
@@ -540,7 +544,7 @@ class InstanceDriver:
             except VrrpSocketError as exc:
                 self.log.warning("advert to %s failed: %s", dst, exc)
                 continue
-        self._metrics.vrrp_adverts_sent.labels(cfg.name).inc()
+        self._metrics.vrrp_adverts_sent.labels(cfg.name, cfg.virtual_router_id).inc()
 
     async def _announce(self, addrs: tuple[IPAddress, ...], repeat: int) -> None:
         v6 = bool(addrs) and addrs[0].version == 6  # an instance's VIPs are one family
@@ -565,11 +569,12 @@ class InstanceDriver:
             level, "%s -> %s (%s%s)", old.value, new.value, reason.replace("_", " "),
             f": {detail}" if detail else "",
         )
-        self._metrics.set_vrrp_state(cfg.name, new.value)
-        self._metrics.vrrp_transitions.labels(cfg.name, old.value, new.value).inc()
+        vrid = cfg.virtual_router_id
+        self._metrics.set_vrrp_state(cfg.name, vrid, new.value)
+        self._metrics.vrrp_transitions.labels(cfg.name, vrid, old.value, new.value).inc()
         if State.MASTER in (old, new):
-            self._metrics.vrrp_master_changes.labels(cfg.name).inc()
-        self._metrics.vrrp_priority.labels(cfg.name).set(self.priority)
+            self._metrics.vrrp_master_changes.labels(cfg.name, vrid).inc()
+        self._metrics.vrrp_priority.labels(cfg.name, vrid).set(self.priority)
         notify_state = _NOTIFY_STATE.get(new)
         if notify_state is not None:
             self._notifier.notify(

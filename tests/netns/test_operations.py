@@ -42,11 +42,13 @@ async def test_status_and_metrics_of_a_real_pair(topo: SeedTopology) -> None:
         inst = status["instances"][0]
         assert (inst["name"], inst["state"], inst["vrid"]) == ("VI_postfix", "MASTER", 173)
         assert inst["vips"] == [str(topo.vip_interface)]
+        assert inst["fault_reasons"] == [] and inst["track_scripts"] == []
+        assert [(i["up"], i["primary"]) for i in inst["track_interfaces"]] == [(True, True)]
         backup = await cluster.status("n2")
         assert backup["instances"][0]["master"] == str(topo.address("n1"))
         text = await cluster.metrics("n1")
         assert metric_value(text, "mailha_vrrp_state",
-                            {"vrrp_instance": "VI_postfix", "state": "MASTER"}) == 1
+                            {"vrrp_instance": "VI_postfix", "vrid": "173", "state": "MASTER"}) == 1
         assert metric_value(text, "mailha_vrrp_adverts_sent_total") > 0
         assert metric_value(await cluster.metrics("n2"), "mailha_vrrp_adverts_received_total") > 0
 

@@ -46,16 +46,19 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 SMTP, SUBMIT = "TCP 10.12.49.37:25", "TCP 10.12.49.37:587"
 RS1, RS2 = "10.12.49.35:25", "10.12.49.36:25"
+VRIDS = {"VI_SMTP": 173, "VI_SUBMIT": 174, "VI_FLAP": 175}
 
 
 def populate(m: Metrics, node: int) -> None:
     """Set every metric family once, in the state described in the module docstring."""
-    m.set_vrrp_state("VI_SMTP", "MASTER")  # on both nodes: split brain
-    m.set_vrrp_state("VI_SUBMIT", "BACKUP")  # on both nodes: no master
-    m.set_vrrp_state("VI_FLAP", "MASTER" if node == 1 else "BACKUP")
-    for vi in ("VI_SMTP", "VI_SUBMIT", "VI_FLAP"):
-        m.vrrp_priority.labels(vi).set(200 if node == 2 else 100)
-        m.vrrp_base_priority.labels(vi).set(100)
+    m.set_vrrp_state("VI_SMTP", 173, "MASTER")  # on both nodes: split brain
+    m.set_vrrp_state("VI_SUBMIT", 174, "BACKUP")  # on both nodes: no master
+    m.set_vrrp_state("VI_FLAP", 175, "MASTER" if node == 1 else "BACKUP")
+    # Another cluster's instance of the same name, one master: neither alert may count it.
+    m.set_vrrp_state("VI_SMTP", 51, "MASTER" if node == 1 else "BACKUP")
+    for vi, vrid in VRIDS.items():
+        m.vrrp_priority.labels(vi, vrid).set(200 if node == 2 else 100)
+        m.vrrp_base_priority.labels(vi, vrid).set(100)
     m.vrrp_track_script_up.labels("chk_postfix").set(1)
     m.vrrp_track_interface_up.labels("eth0").set(1)
     for svc, rs, up in ((SMTP, RS1, 1), (SMTP, RS2, 0), (SUBMIT, RS1, 0)):
@@ -79,13 +82,14 @@ def populate(m: Metrics, node: int) -> None:
 
 def tick(m: Metrics, node: int, n: int) -> None:
     """One step of a busy, unhappy cluster: every counter and histogram moves."""
-    m.set_vrrp_state("VI_FLAP", "MASTER" if (n + node) % 2 else "BACKUP")
-    m.vrrp_transitions.labels("VI_FLAP", "BACKUP", "MASTER").inc()
-    m.vrrp_master_changes.labels("VI_FLAP").inc(5)
-    m.vrrp_adverts_sent.labels("VI_SMTP").inc()
-    m.vrrp_adverts_received.labels("VI_SMTP").inc()
+    m.set_vrrp_state("VI_FLAP", 175, "MASTER" if (n + node) % 2 else "BACKUP")
+    m.vrrp_transitions.labels("VI_FLAP", 175, "BACKUP", "MASTER").inc()
+    m.vrrp_master_changes.labels("VI_FLAP", 175).inc(5)
+    m.vrrp_adverts_sent.labels("VI_SMTP", 173).inc()
+    m.vrrp_adverts_received.labels("VI_SMTP", 173).inc()
     m.vrrp_receive_errors.labels("eth0", "vrid_mismatch").inc()
-    m.vrrp_receive_dropped.labels("VI_SMTP", "eth0").inc(3)
+    m.vrrp_receive_dropped.labels("VI_SMTP", 173, "eth0").inc(3)
+    m.vrrp_address_list_mismatch.labels("VI_SMTP", 173).inc()
     m.vrrp_track_script_runs.labels("chk_postfix", "ok").inc()
     m.check_results.labels(SMTP, RS1, "SMTP_CHECK", "ok").inc()
     m.check_results.labels(SMTP, RS2, "SMTP_CHECK", "fail").inc()
@@ -181,10 +185,11 @@ async def test_every_dashboard_query_and_rule_returns_series(tmp_path: Path) -> 
         by_name: dict[str, list[dict[str, str]]] = {}
         for a in await prom.alerts():
             by_name.setdefault(a["labels"]["alertname"], []).append(a["labels"])
-        two = {a["vrrp_instance"] for a in by_name["MailhaTwoMasters"]}
-        none = {a["vrrp_instance"] for a in by_name["MailhaNoMaster"]}
-        assert "VI_SMTP" in two and "VI_SUBMIT" not in two
-        assert "VI_SUBMIT" in none and "VI_SMTP" not in none
+        two = {(a["vrrp_instance"], a["vrid"]) for a in by_name["MailhaTwoMasters"]}
+        none = {(a["vrrp_instance"], a["vrid"]) for a in by_name["MailhaNoMaster"]}
+        assert ("VI_SMTP", "173") in two and ("VI_SUBMIT", "174") not in two
+        assert ("VI_SUBMIT", "174") in none and ("VI_SMTP", "173") not in none
+        assert ("VI_SMTP", "51") not in two | none  # the other cluster's, healthy
         assert [a["instance"] for a in by_name["MailhaScrapeMissing"]] == [targets[2]]
 
         # The recorded mail share is the 1:2 split the IPVS counters encode.

@@ -119,6 +119,16 @@ async def test_failing_track_script_moves_the_vip(topo: SeedTopology) -> None:
         await cluster.wait_master("n2", time_limit=5)
         n1 = await cluster.status("n1")
         assert n1["instances"][0]["state"] == "FAULT"
+        # Issue 10: status says which script holds it there, and how the script last ran.
+        reasons = n1["instances"][0]["fault_reasons"]
+        assert reasons == ["track script chk_postfix failed (last run: fail)"], reasons
+        (script,) = n1["instances"][0]["track_scripts"]
+        assert (script["name"], script["ok"], script["last_result"]) == (
+            "chk_postfix", False, "fail")
+        assert script["age"] < 5
+        human = await topo.exec("n1", [cluster.python, "-m", "mailha", "status", "--socket",
+                                       str(topo.node_dir("n1") / "mailha.sock")], check=False)
+        assert "FAULT because: track script chk_postfix failed" in human.stdout, human.stdout
         assert "n2.lab.test" in await banner_via_vip(topo)
         flag.unlink()
         await cluster.wait_master("n1", time_limit=10)

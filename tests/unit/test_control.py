@@ -375,3 +375,49 @@ def test_render_status_shows_failures_config_in_force_and_degraded_parts() -> No
     assert "last reload FAILED: applying failed: boom" in text
     assert "metrics endpoint 127.0.0.1:9650 UNAVAILABLE: address already in use" in text
     assert "control socket" not in text
+
+
+def test_render_status_shows_tracking_and_why_an_instance_is_in_fault() -> None:
+    """Issue 10: track scripts, tracked links and the FAULT reasons, under the instance."""
+    import io
+
+    faulty = {
+        "name": "VI_postfix", "state": "FAULT", "priority": 100, "base_priority": 100,
+        "vrid": 173, "interface": "eth0", "master": None, "vips": ["10.12.49.37/24"],
+        "faults": ["tracking"],
+        "fault_reasons": ["track script chk_postfix failed (last run: timeout)",
+                          "interface eth1 is down"],
+        "track_scripts": [
+            {"name": "chk_postfix", "ok": False, "last_result": "timeout", "last_run": 1.0,
+             "age": 2.5, "weight": 0, "reverse": False, "applied": 0, "faulted": True},
+            {"name": "chk_load", "ok": True, "last_result": "ok", "last_run": 1.0,
+             "age": 0.4, "weight": 20, "reverse": True, "applied": -20, "faulted": False},
+            {"name": "chk_new", "ok": None, "last_result": None, "last_run": None,
+             "age": None, "weight": -10, "reverse": False, "applied": 0, "faulted": False},
+        ],
+        "track_interfaces": [
+            {"name": "eth1", "up": False, "primary": False, "weight": 0, "reverse": False,
+             "applied": 0, "faulted": True},
+            {"name": "eth0", "up": True, "primary": True, "weight": 0, "reverse": False,
+             "applied": 0, "faulted": False},
+        ],
+    }
+    out = io.StringIO()
+    render_status({**STATUS_REPLY, "instances": [faulty, *STATUS_REPLY["instances"]]}, out)
+    lines = out.getvalue().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  VI_postfix "))
+    assert lines[at + 1:at + 7] == [
+        "    FAULT because: track script chk_postfix failed (last run: timeout);"
+        " interface eth1 is down",
+        "    script    chk_postfix      FAILED  weight    0          now  +0"
+        "  last run timeout 2.5 s ago",
+        "    script    chk_load         OK      weight   20 reverse  now -20"
+        "  last run ok 0.4 s ago",
+        "    script    chk_new          INIT    weight  -10          now  +0"
+        "  not run yet",
+        "    interface eth1             DOWN    weight    0          now  +0",
+        "    interface eth0 (own)       UP      weight    0          now  +0",
+    ]
+    # The instance that predates these fields (an older daemon's reply) still renders.
+    assert lines[at + 7].startswith("  VI_SMTP ")
+    assert "vrid 173" in lines[at + 7]

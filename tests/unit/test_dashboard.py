@@ -67,8 +67,8 @@ def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
             found.append((f"panel {panel['title']!r} target {target.get('refId')}",
                           substitute(target["expr"])))
     for ann in dashboard.get("annotations", {}).get("list", []):
-        if "expr" in ann:
-            found.append((f"annotation {ann['name']!r}", substitute(ann["expr"])))
+        if "target" in ann:
+            found.append((f"annotation {ann['name']!r}", substitute(ann["target"]["expr"])))
     return found
 
 
@@ -119,6 +119,63 @@ def test_dashboard_is_a_grafana_dashboard_with_the_expected_variables() -> None:
     assert variables["DS_PROMETHEUS"]["query"] == "prometheus"
     assert {"job", "node"} <= variables.keys()
     assert variables["node"]["multi"] and variables["node"]["allValue"] == ".*"
+
+
+def test_annotation_queries_use_the_target_format_not_the_legacy_fields() -> None:
+    """Grafana >= 9 reads a Prometheus annotation's query from ``target``; the top-level
+    ``expr``/``step`` of older dashboards are only migrated on load, and tools that do not
+    migrate (provisioning diffs, grafana-foundation-sdk, linters) see an empty query."""
+    queries = [a for a in load_dashboard()["annotations"]["list"] if not a.get("builtIn")]
+    assert queries
+    for ann in queries:
+        assert "expr" not in ann and "step" not in ann, ann["name"]
+        target = ann["target"]
+        assert target["expr"].strip() and target["refId"], ann["name"]
+        assert ann["datasource"]["uid"] == "${DS_PROMETHEUS}", ann["name"]
+
+
+def test_the_lab_prometheus_check_sees_the_annotation_query_too() -> None:
+    """tests/netns/test_prometheus_scrape.py runs every query through mailha.lab.prometheus."""
+    from mailha.lab.prometheus import dashboard_queries as lab_queries
+
+    assert [w for w, _ in lab_queries(DASHBOARD) if w.startswith("annotation")] == [
+        "annotation 'Master changes'"]
+
+
+def test_query_variables_have_a_default_selection() -> None:
+    """An empty ``current`` leaves the first load to whatever the first option happens to
+    be; the defaults are the documented job and every node and instance."""
+    variables = {v["name"]: v for v in load_dashboard()["templating"]["list"]}
+    assert variables["job"]["current"]["value"] == "mailha"
+    for var in variables.values():
+        if var["type"] != "query":
+            continue
+        assert var["current"], f"variable {var['name']} has no default"
+        if var.get("includeAll"):
+            assert var["current"]["value"] == ["$__all"], var["name"]
+            assert var["current"]["text"] == ["All"], var["name"]
+
+
+def test_panels_tell_instances_of_the_same_name_apart_by_vrid() -> None:
+    """Issue 10: every grouping and legend that names a VRRP instance carries its VRID."""
+    dash = load_dashboard()
+    texts = []
+    for panel in walk_panels(dash["panels"]):
+        for target in panel.get("targets", []):
+            texts.append((panel["title"], target["expr"], target.get("legendFormat", "")))
+    for ann in dash["annotations"]["list"]:
+        if "target" in ann:
+            texts.append((ann["name"], ann["target"]["expr"], ann.get("titleFormat", "")))
+    checked = 0
+    for where, expr, legend in texts:
+        for labels in re.findall(r"\bby \(([^)]*)\)", expr):
+            if "vrrp_instance" in labels:
+                assert "vrid" in labels, f"{where}: by ({labels})"
+                checked += 1
+        if "{{vrrp_instance}}" in legend:
+            assert "{{vrid}}" in legend, f"{where}: {legend}"
+            checked += 1
+    assert checked >= 10
 
 
 def test_every_panel_uses_the_datasource_variable() -> None:

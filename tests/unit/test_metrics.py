@@ -104,17 +104,73 @@ def test_defaults_a_fresh_daemon_exports() -> None:
     assert got[key("mailha_start_time_seconds")] > 1.6e9
 
 
-def test_vrrp_state_is_one_hot_and_labelled_vrrp_instance() -> None:
+def test_vrrp_state_is_one_hot_and_labelled_vrrp_instance_and_vrid() -> None:
     """One series per state, exactly one at 1; ``instance`` is left to Prometheus."""
     m = Metrics()
-    m.set_vrrp_state("VI_SMTP", "BACKUP")
-    m.set_vrrp_state("VI_SMTP", "MASTER")
-    m.set_vrrp_state("VI_OTHER", "FAULT")
+    m.set_vrrp_state("VI_SMTP", 173, "BACKUP")
+    m.set_vrrp_state("VI_SMTP", 173, "MASTER")
+    m.set_vrrp_state("VI_OTHER", 51, "FAULT")
     got = samples(m)
-    for vi, current in (("VI_SMTP", "MASTER"), ("VI_OTHER", "FAULT")):
-        values = {s: got[key("mailha_vrrp_state", vrrp_instance=vi, state=s)] for s in VRRP_STATES}
+    for vi, vrid, current in (("VI_SMTP", "173", "MASTER"), ("VI_OTHER", "51", "FAULT")):
+        values = {s: got[key("mailha_vrrp_state", vrrp_instance=vi, vrid=vrid, state=s)]
+                  for s in VRRP_STATES}
         assert values == {s: (1.0 if s == current else 0.0) for s in VRRP_STATES}
     assert not any("instance" in dict(labels) for _, labels in got)
+
+
+def _populate_vrrp(m: Metrics, name: str, vrid: int) -> None:
+    """Touch every per-instance VRRP metric the way the driver does."""
+    m.set_vrrp_state(name, vrid, "MASTER")
+    m.vrrp_priority.labels(name, vrid).set(150)
+    m.vrrp_base_priority.labels(name, vrid).set(100)
+    m.vrrp_transitions.labels(name, vrid, "BACKUP", "MASTER").inc()
+    m.vrrp_master_changes.labels(name, vrid).inc()
+    m.vrrp_adverts_sent.labels(name, vrid).inc()
+    m.vrrp_adverts_received.labels(name, vrid).inc()
+    m.vrrp_address_list_mismatch.labels(name, vrid).inc()
+    m.vrrp_receive_dropped.labels(name, vrid, "eth0").inc()
+
+
+def test_every_series_labelled_vrrp_instance_also_carries_the_vrid() -> None:
+    """Issue 10: two clusters that both name their instance VI_postfix (VRIDs 173 and 51)
+    are told apart by ``vrid`` on every series an alert or a panel groups by instance."""
+    m = Metrics()
+    _populate_vrrp(m, "VI_postfix", 173)
+    _populate_vrrp(m, "VI_postfix", 51)
+    labelled = [(name, dict(labels)) for name, labels in samples(m)
+                if "vrrp_instance" in dict(labels)]
+    families_seen = {name.removesuffix("_total").removesuffix("_created")
+                     for name, _ in labelled}
+    assert families_seen == {
+        "mailha_vrrp_state", "mailha_vrrp_priority", "mailha_vrrp_base_priority",
+        "mailha_vrrp_transitions", "mailha_vrrp_master_changes", "mailha_vrrp_adverts_sent",
+        "mailha_vrrp_adverts_received", "mailha_vrrp_address_list_mismatch",
+        "mailha_vrrp_receive_dropped",
+    }
+    for name, labels in labelled:
+        assert labels.get("vrid") in ("173", "51"), (name, labels)
+    got = samples(m)
+    for vrid in ("173", "51"):
+        assert got[key("mailha_vrrp_state", vrrp_instance="VI_postfix", vrid=vrid,
+                       state="MASTER")] == 1
+        assert got[key("mailha_vrrp_receive_dropped_total", vrrp_instance="VI_postfix",
+                       vrid=vrid, interface="eth0")] == 1
+
+
+def test_forgetting_an_instance_drops_its_series_and_only_its() -> None:
+    """An instance removed (or restarted under another VRID) by a reload must not leave
+    series behind: a {vrid="173"} group stuck at STOPPED on every node reads as "no
+    master" to MailhaNoMaster for ever."""
+    m = Metrics()
+    _populate_vrrp(m, "VI_postfix", 173)
+    _populate_vrrp(m, "VI_postfix", 51)
+    _populate_vrrp(m, "VI_other", 173)
+    m.set_vrrp_state("VI_postfix", 173, "STOPPED")
+    m.forget_vrrp_instance("VI_postfix", 173)
+    left = {(dict(labels)["vrrp_instance"], dict(labels)["vrid"])
+            for _, labels in samples(m) if "vrrp_instance" in dict(labels)}
+    assert left == {("VI_postfix", "51"), ("VI_other", "173")}
+    m.forget_vrrp_instance("VI_absent", 9)  # nothing there: no error
 
 
 def test_counters_have_no_state_label() -> None:
@@ -213,7 +269,7 @@ def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
 @pytest.fixture
 async def server() -> AsyncIterator[MetricsServer]:
     m = Metrics()
-    m.set_vrrp_state("VI_SMTP", "MASTER")
+    m.set_vrrp_state("VI_SMTP", 173, "MASTER")
     srv = MetricsServer(m, "127.0.0.1", 0)
     await srv.start()
     try:
@@ -235,7 +291,8 @@ async def test_get_metrics(server: MetricsServer) -> None:
     assert int(headers["content-length"]) == len(body)
     names = {f.name for f in text_string_to_metric_families(body.decode())}
     assert "mailha_vrrp_state" in names
-    assert 'mailha_vrrp_state{state="MASTER",vrrp_instance="VI_SMTP"} 1.0' in body.decode()
+    assert ('mailha_vrrp_state{state="MASTER",vrid="173",vrrp_instance="VI_SMTP"} 1.0'
+            in body.decode())
 
 
 async def test_scrape_counts_the_loops_tasks(server: MetricsServer) -> None:

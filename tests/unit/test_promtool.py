@@ -69,10 +69,9 @@ def test_promtool_unit_tests_pass(promtool: str) -> None:
 def test_unit_tests_fail_when_a_rule_is_broken(promtool: str, tmp_path: Path) -> None:
     """Against a copy with MailhaNoMaster's threshold raised, promtool's tests must fail."""
     original = RULES.read_text()
-    broken = original.replace(
-        'sum by (vrrp_instance) (mailha_vrrp_state{job="mailha", state="MASTER"}) < 1',
-        'sum by (vrrp_instance) (mailha_vrrp_state{job="mailha", state="MASTER"}) < 0',
-    )
+    masters = ('sum by (cluster, vrrp_instance, vrid) '
+               '(mailha_vrrp_state{job="mailha", state="MASTER"})')
+    broken = original.replace(f"{masters} < 1", f"{masters} < 0")
     assert broken != original
     (tmp_path / RULES.name).write_text(broken)
     (tmp_path / RULE_TESTS.name).write_text(RULE_TESTS.read_text())
@@ -124,3 +123,23 @@ def test_rules_use_only_metrics_mailha_exports() -> None:
         used |= set(re.findall(r"(?<![\w:])(mailha_[A-Za-z0-9_]+)", without_strings))
     assert used, "no metric names found"
     assert used <= exported, sorted(used - exported)
+
+
+def test_every_aggregation_keeps_the_vrid_and_the_cluster() -> None:
+    """Issue 10: an instance is (cluster, vrrp_instance, vrid), never its name alone, so two
+    clusters that both call theirs VI_postfix are not summed into "two masters"."""
+    text = RULES.read_text()
+    groupings = re.findall(r"\b(by|on) \(([^)]*)\)", text.split("groups:", 1)[1])
+    assert len(groupings) >= 10
+    for keyword, labels in groupings:
+        names = {n.strip() for n in labels.split(",")}
+        assert "cluster" in names, f"{keyword} ({labels}) drops the cluster label"
+        if "vrrp_instance" in names:
+            assert "vrid" in names, f"{keyword} ({labels}) groups by name without the VRID"
+    assert "without (" not in text
+
+
+def test_rule_tests_cover_two_clusters_with_the_same_instance_name() -> None:
+    tests = RULE_TESTS.read_text()
+    assert 'vrrp_instance=\\"VI_postfix\\",vrid=\\"51\\"' in tests
+    assert 'cluster=\\"mail-b\\"' in tests

@@ -11,12 +11,12 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from mailha.lab.errors import LabError
+from lab.errors import LabError
 
 
 def require_ipvs(name: str, hint: str = "") -> bool:
     """True if this kernel has ip_vs; otherwise say how to run ``name`` (in the VM)."""
-    from mailha.demo import ipvs_available
+    from lab.demo import ipvs_available
 
     if ipvs_available():
         return True

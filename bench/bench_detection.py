@@ -52,13 +52,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import BenchError, require_ipvs, run_bounded, wait_for
 
-from mailha.lab import netns
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.keepalived import Keepalived, KeepalivedConfig, seed_config
-from mailha.lab.postfix import Postfix
-from mailha.lab.seedlab import SeedLab
-from mailha.lab.smtpload import OutageProbe, OutageReport
-from mailha.lab.topology import SeedTopology
+from lab import netns
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.keepalived import Keepalived, KeepalivedConfig, seed_config
+from lab.postfix import Postfix
+from lab.seedlab import SeedLab
+from lab.smtpload import OutageProbe, OutageReport
+from lab.topology import SeedTopology
 
 Postfixes = Mapping[str, Postfix]
 Figures = dict[str, list[float]]

@@ -44,11 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import BenchError, run_bounded
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.keepalived import Keepalived, KeepalivedConfig, VrrpInstance
-from mailha.lab.postfix import SmtpSink
-from mailha.lab.smtpload import OutageProbe
-from mailha.lab.topology import SeedTopology
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.keepalived import Keepalived, KeepalivedConfig, VrrpInstance
+from lab.postfix import SmtpSink
+from lab.smtpload import OutageProbe
+from lab.topology import SeedTopology
 
 PRIORITIES = {"n1": 150, "n2": 100}
 EVENTS = ("link down", "clean stop")

@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import BenchError, run_bounded
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.keepalived import Keepalived, seed_config
-from mailha.lab.netns import group_members
-from mailha.lab.topology import SeedTopology
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.keepalived import Keepalived, seed_config
+from lab.netns import group_members
+from lab.topology import SeedTopology
 
 TICKS = os.sysconf("SC_CLK_TCK")
 NodePids = dict[str, Sequence[int]]

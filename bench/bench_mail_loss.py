@@ -5,7 +5,7 @@ Needs ip_vs for the mailha IPVS mode, so it normally runs in the VM::
     tests/vm/vmrun --mem 2G --timeout 3000 -- python \\
         bench/bench_mail_loss.py [--faults 20] [--messages 5000] [--rate 8] [--quick]
 
-The long version of tests/kernel/test_mail_loss.py (see :mod:`mailha.lab.mailloss`):
+The long version of tests/kernel/test_mail_loss.py (see :mod:`lab.mailloss`):
 the seed topology, a real Postfix on both nodes, and in the client namespace a real
 Postfix relaying a steady stream (unique Message-IDs, ``--rate`` per second, at least
 ``--messages``) to ``[VIP]:25`` with short retry timers (minimal_backoff_time 3 s,
@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import require_ipvs, run_bounded
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.mailloss import (
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.mailloss import (
     MAXIMAL_BACKOFF,
     STEADY,
     HaDriver,
@@ -56,8 +56,8 @@ from mailha.lab.mailloss import (
     run_mail_loss,
     trace,
 )
-from mailha.lab.postfix import Postfix
-from mailha.lab.seedlab import SeedLab
+from lab.postfix import Postfix
+from lab.seedlab import SeedLab
 
 MODES = ("ipvs", "keepalived", "vrrp")
 

@@ -42,12 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import BenchError, require_ipvs, run_bounded, wait_for
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster, live_destinations
-from mailha.lab.keepalived import Keepalived, seed_config
-from mailha.lab.postfix import Postfix
-from mailha.lab.seedlab import SeedLab
-from mailha.lab.smtpload import smtp_source
-from mailha.lab.topology import SeedTopology
+from lab.cluster import ClusterOptions, MailhaCluster, live_destinations
+from lab.keepalived import Keepalived, seed_config
+from lab.postfix import Postfix
+from lab.seedlab import SeedLab
+from lab.smtpload import smtp_source
+from lab.topology import SeedTopology
 
 Postfixes = Mapping[str, Postfix]
 LEFTOVERS: list[str] = []  # what a stopped mailha left behind (reported at the end)

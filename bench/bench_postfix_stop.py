@@ -10,7 +10,7 @@ Needs ip_vs, so it normally runs in the VM::
 
 The seed topology with a real Postfix on both nodes, and a client that opens a new TCP
 session to VIP:25 every 20 ms (``--rate 50``/s), reads the 220 banner and says QUIT
-(bench/sessionprobe.c, built with cc at start; the Python mailha.lab.sessionprobe if
+(bench/sessionprobe.c, built with cc at start; the Python lab.sessionprobe if
 that fails). A session
 fails if the connect is refused or reset, or no banner arrives within 2 s. Per
 repetition: the client runs ~1 s steady, the event happens, then the bench waits until
@@ -64,15 +64,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import BenchError, require_ipvs, run_bounded, wait_for
 from bench_detection import IpvsPoller
 
-from mailha.lab import netns
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.errors import LabError
-from mailha.lab.keepalived import Keepalived
-from mailha.lab.netns import Process
-from mailha.lab.seedlab import SeedLab
-from mailha.lab.sessionprobe import parse_sessions
-from mailha.lab.smtpload import Session
-from mailha.lab.topology import SeedTopology
+from lab import netns
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.errors import LabError
+from lab.keepalived import Keepalived
+from lab.netns import Process
+from lab.seedlab import SeedLab
+from lab.sessionprobe import parse_sessions
+from lab.smtpload import Session
+from lab.topology import SeedTopology
 
 SCENARIOS = {
     "killed": "Postfix killed (SIGKILL master)",
@@ -125,7 +125,7 @@ def tally(sessions: Sequence[Session], window: tuple[float, float], t0: float,
 
 async def build_prober(workdir: Path, vip: str, interval: float) -> list[str]:
     """argv of the session prober: bench/sessionprobe.c built with ``cc`` (~1/30 of the
-    Python prober's CPU), or ``python -m mailha.lab.sessionprobe`` without a compiler."""
+    Python prober's CPU), or ``python -m lab.sessionprobe`` without a compiler."""
     binary = workdir / "sessionprobe"
     source = Path(__file__).with_name("sessionprobe.c")
     with contextlib.suppress(LabError):
@@ -134,7 +134,7 @@ async def build_prober(workdir: Path, vip: str, interval: float) -> list[str]:
         if result.ok:
             return [str(binary), vip, "25", str(interval), str(SESSION_TIMEOUT)]
         print(f"  cc failed, the Python prober runs instead: {result.stderr.strip()}")
-    return [sys.executable, "-m", "mailha.lab.sessionprobe", vip, "--interval", str(interval),
+    return [sys.executable, "-m", "lab.sessionprobe", vip, "--interval", str(interval),
             "--timeout", str(SESSION_TIMEOUT)]
 
 

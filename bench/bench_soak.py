@@ -55,9 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import BenchError, run_bounded, wait_for
 
-from mailha.lab import netns
-from mailha.lab.cluster import metric_value
-from mailha.lab.postfix import SmtpSink
+from lab import netns
+from lab.cluster import metric_value
+from lab.postfix import SmtpSink
 
 TICKS = os.sysconf("SC_CLK_TCK")
 METRICS_PORT = 9656

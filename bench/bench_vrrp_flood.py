@@ -5,7 +5,7 @@
 The seed pair (n1 priority 150 master, n2 100 backup, unicast, VRID 173, VRRPv2
 advert_int 1) is run first with ``mailha serve`` on both nodes, then with keepalived
 (``--vrrp``) on both, in the same topology.  Once n1 holds the VIP, the client namespace
-floods n2 with protocol-112 junk (:mod:`mailha.lab.flood`: 90 % from non-peer sources,
+floods n2 with protocol-112 junk (:mod:`lab.flood`: 90 % from non-peer sources,
 random bytes and well-formed priority-0/255 adverts; 10 % spoofing n1 with mutations
 RFC 5798 rejects) at ``--rate`` packets/s for ``--seconds``, while n1 keeps advertising.
 For each implementation it reports:
@@ -53,10 +53,10 @@ from bench_idle import (
     wait_master,
 )
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster, metric_value
-from mailha.lab.flood import FloodResult, flood_in
-from mailha.lab.netns import group_members
-from mailha.lab.topology import SeedTopology
+from lab.cluster import ClusterOptions, MailhaCluster, metric_value
+from lab.flood import FloodResult, flood_in
+from lab.netns import group_members
+from lab.topology import SeedTopology
 
 _MAILHA_STATE = re.compile(r"\b(INIT|BACKUP|MASTER|FAULT) -> (BACKUP|MASTER|FAULT|STOPPED) \(")
 _KA_STATE = re.compile(r"Entering (MASTER|BACKUP|FAULT) STATE")

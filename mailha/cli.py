@@ -1,5 +1,5 @@
 """The ``mailha`` command: serve, check, status, reload, drain, undrain, import-keepalived,
-install-checks, demo.
+install-checks. (The demo is not part of the product: ``scripts/demo`` in a checkout.)
 
 Each subcommand imports its machinery lazily, so ``mailha --version`` and ``mailha check``
 stay fast and work on a machine without root or netlink.
@@ -36,7 +36,6 @@ examples:
   mailha import-keepalived /etc/keepalived/keepalived.conf > mailha.toml
   mailha install-checks                     # after pip install: the Postfix check scripts
   mailha status --json
-  sudo mailha demo                          # a local two-node cluster in namespaces
 """
 
 
@@ -138,15 +137,6 @@ def _parser() -> argparse.ArgumentParser:
     ic.add_argument("--dest", type=Path, default=Path("/usr/share/mailha/checks"),
                     metavar="DIR", help="target directory (default: /usr/share/mailha/checks)")
 
-    d = sub.add_parser(
-        "demo",
-        help="run a local two-node demo cluster in network namespaces (root)",
-        description="Build the seed topology (two Postfix nodes running mailha and a client) "
-        "in network namespaces, send mail to the VIP, show which node got what, fail the "
-        "master, show the VIP and the mail moving, and tear everything down (also on Ctrl-C).",
-    )
-    d.add_argument("--messages", type=int, default=200, help="messages per phase")
-    d.add_argument("--keep", action="store_true", help="wait for Enter before tearing down")
     return p
 
 
@@ -191,10 +181,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mailha install-checks: {exc}", file=sys.stderr)
             return 1
         return 0
-    if args.command == "demo":
-        from mailha.demo import demo_command
-
-        return demo_command(messages=args.messages, keep=args.keep)
     raise AssertionError(args.command)
 
 

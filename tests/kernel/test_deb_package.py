@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
+from lab import netns
+from lab.postfix import lone_postfix
 from mailha import __version__
-from mailha.lab import netns
-from mailha.lab.postfix import lone_postfix
 from mailha.procs import split_command
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
@@ -167,6 +167,9 @@ def test_deb_installs_works_and_removes_cleanly(deb: Path) -> None:
 
     # running it wrote nothing under /usr/lib/mailha (checked-hash .pyc files shipped)
     listed = set(sh("dpkg-query", "-L", "mailha").stdout.split())
+    # only the daemon, the CLI and the importer: the lab and the demo stay in the checkout
+    lab = sorted(p for p in listed if re.search(r"/mailha/(lab/|demo\.py)|/site-packages/lab/", p))
+    assert not lab, lab[:10]
     extra = {p for p in snapshot() if p.startswith("/usr/lib/mailha")} - listed
     assert not extra, sorted(extra)[:20]
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster, live_destinations
-from mailha.lab.seedlab import SeedLab
+from lab.cluster import ClusterOptions, MailhaCluster, live_destinations
+from lab.seedlab import SeedLab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
 

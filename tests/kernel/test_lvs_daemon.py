@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from mailha.lab import netns
-from mailha.lab.cluster import metric_value
-from mailha.lab.postfix import SmtpSink
+from lab import netns
+from lab.cluster import metric_value
+from lab.postfix import SmtpSink
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
 

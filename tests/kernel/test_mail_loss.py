@@ -2,10 +2,10 @@
 
 The seed topology with IPVS (all-in-one DR) and a real Postfix on both nodes; in the
 client namespace a real Postfix relays a steady stream (unique Message-IDs) to
-``[VIP]:25`` with short retry timers (:data:`mailha.lab.mailloss.CLIENT_TIMERS`:
+``[VIP]:25`` with short retry timers (:data:`lab.mailloss.CLIENT_TIMERS`:
 minimal_backoff_time 3 s, maximal_backoff_time 10 s, queue_run_delay 3 s,
 smtp_connect_timeout 3 s). While the stream runs, every fault kind of
-:data:`~mailha.lab.mailloss.FAULTS` is injected once, each after the cluster settled
+:data:`~lab.mailloss.FAULTS` is injected once, each after the cluster settled
 from the previous one (one master, both real servers in its IPVS table, none in the
 backup's). At the end the client's queue is flushed and every message is accounted for
 by Message-ID in the two nodes' Postfix logs: none lost, and none waited more than
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.mailloss import (
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.mailloss import (
     FAULTS,
     MAXIMAL_BACKOFF,
     MailhaDriver,
@@ -27,7 +27,7 @@ from mailha.lab.mailloss import (
     run_mail_loss,
     trace,
 )
-from mailha.lab.seedlab import SeedLab
+from lab.seedlab import SeedLab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster, metric_value
-from mailha.lab.postfix import SmtpSink
-from mailha.lab.prometheus import scrape_and_check
-from mailha.lab.smtpload import smtp_source
-from mailha.lab.topology import SeedTopology
+from lab.cluster import ClusterOptions, MailhaCluster, metric_value
+from lab.postfix import SmtpSink
+from lab.prometheus import scrape_and_check
+from lab.smtpload import smtp_source
+from lab.topology import SeedTopology
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
 

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.postfix import Postfix
-from mailha.lab.seedlab import SeedLab
-from mailha.lab.smtpload import send_messages, smtp_source
-from mailha.lab.topology import SeedTopology
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.postfix import Postfix
+from lab.seedlab import SeedLab
+from lab.smtpload import send_messages, smtp_source
+from lab.topology import SeedTopology
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
 

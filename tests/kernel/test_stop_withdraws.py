@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from mailha.lab import netns
-from mailha.lab.postfix import SmtpSink
+from lab import netns
+from lab.postfix import SmtpSink
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from mailha.lab.cluster import MailhaCluster
-from mailha.lab.keepalived import Keepalived
+from lab.cluster import MailhaCluster
+from lab.keepalived import Keepalived
 
 
 async def one_master_for(cluster: MailhaCluster, expected: str, seconds: float) -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from lab import netns
+from lab.postfix import Postfix, lone_postfix
 from mailha.checkers import check_misc
 from mailha.config.model import CheckerCommon, MiscCheck, RealServer, ScriptCommand
-from mailha.lab import netns
-from mailha.lab.postfix import Postfix, lone_postfix
 
 pytestmark = pytest.mark.root
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from mailha.demo import PREFIX, DemoOutcome, demo_command, tally
-from mailha.lab import netns
-from mailha.lab.postfix import ReceivedMessage
+from lab import netns
+from lab.demo import PREFIX, DemoOutcome, demo_command, tally
+from lab.postfix import ReceivedMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = "10.12.49.10"
@@ -56,7 +56,7 @@ async def run_demo(
 ) -> DemoRun:
     """Run the demo to its end; with ``interrupt``, send it once ``when`` is printed."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mailha", "demo", *args,
+        sys.executable, "-m", "lab.demo", *args,
         cwd=ROOT,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

@@ -16,9 +16,9 @@ from dataclasses import replace
 import pytest
 from kapair import one_master_for, stop_n1_and_see_n2_take_over
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.keepalived import Keepalived, seed_config
-from mailha.lab.topology import SeedTopology
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.keepalived import Keepalived, seed_config
+from lab.topology import SeedTopology
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

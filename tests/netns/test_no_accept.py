@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mailha.lab import netns
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.topology import SeedTopology
+from lab import netns
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.topology import SeedTopology
 
 pytestmark = [
     pytest.mark.root,

@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mailha.lab import netns
-from mailha.lab.cluster import ClusterOptions, MailhaCluster, metric_value
-from mailha.lab.topology import SeedTopology
+from lab import netns
+from lab.cluster import ClusterOptions, MailhaCluster, metric_value
+from lab.topology import SeedTopology
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

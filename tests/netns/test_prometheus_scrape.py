@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from mailha.lab.prometheus import (
+from lab.prometheus import (
     RULES,
     check_queries,
     dashboard_queries,

@@ -18,9 +18,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from mailha.lab import netns
-from mailha.lab.cluster import ClusterOptions, MailhaCluster, node_config
-from mailha.lab.topology import SeedTopology
+from lab import netns
+from lab.cluster import ClusterOptions, MailhaCluster, node_config
+from lab.topology import SeedTopology
 from mailha.vrrp.packet import Advert, build_ipv4_packet, encode_advert
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

@@ -16,10 +16,10 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster, metric_value
-from mailha.lab.postfix import SmtpSink
-from mailha.lab.smtpload import read_banner
-from mailha.lab.topology import SeedTopology
+from lab.cluster import ClusterOptions, MailhaCluster, metric_value
+from lab.postfix import SmtpSink
+from lab.smtpload import read_banner
+from lab.topology import SeedTopology
 from mailha.vrrp.packet import Advert, build_ipv4_packet, encode_advert
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -197,7 +197,7 @@ async def test_malformed_adverts_change_nothing_and_are_counted(topo: SeedTopolo
 
 
 def _raw_socket_in(topo: SeedTopology, node: str) -> socket.socket:
-    from mailha.lab import netns
+    from lab import netns
 
     with netns.entered(topo.netns(node)):
         sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)

@@ -2,7 +2,7 @@
 
 The seed pair (n1 master, n2 backup, unicast) runs real ``mailha serve``; the client
 namespace ``cl`` plays the attacker on the same bridge and floods n2 with protocol-112
-junk (:mod:`mailha.lab.flood`): 90 % from non-peer sources (random bytes, and well-formed
+junk (:mod:`lab.flood`): 90 % from non-peer sources (random bytes, and well-formed
 priority-0 "take over now" adverts), 10 % spoofing n1's address but mutated so RFC 5798
 rejects them.  The flood is bounded (rate x seconds, and the sender stops by itself).
 """
@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mailha.lab.cluster import ClusterOptions, MailhaCluster, metric_value
-from mailha.lab.flood import SPOOFED_REASONS, flood_in
-from mailha.lab.topology import SeedTopology
+from lab.cluster import ClusterOptions, MailhaCluster, metric_value
+from lab.flood import SPOOFED_REASONS, flood_in
+from lab.topology import SeedTopology
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -135,8 +135,8 @@ def test_annotation_queries_use_the_target_format_not_the_legacy_fields() -> Non
 
 
 def test_the_lab_prometheus_check_sees_the_annotation_query_too() -> None:
-    """tests/netns/test_prometheus_scrape.py runs every query through mailha.lab.prometheus."""
-    from mailha.lab.prometheus import dashboard_queries as lab_queries
+    """tests/netns/test_prometheus_scrape.py runs every query through lab.prometheus."""
+    from lab.prometheus import dashboard_queries as lab_queries
 
     assert [w for w, _ in lab_queries(DASHBOARD) if w.startswith("annotation")] == [
         "annotation 'Master changes'"]

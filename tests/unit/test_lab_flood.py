@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from mailha.lab.flood import SPOOFED_REASONS, Junk, flood_mix
+from lab.flood import SPOOFED_REASONS, Junk, flood_mix
 from mailha.vrrp.packet import VrrpDecodeError, decode_advert, parse_ipv4_packet
 
 MASTER, TARGET = IPv4Address("10.12.49.35"), IPv4Address("10.12.49.36")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from mailha.lab.mailloss import (
+from lab.mailloss import (
     STEADY,
     FaultWindow,
     Submission,
@@ -15,7 +15,7 @@ from mailha.lab.mailloss import (
     format_report,
     percentile,
 )
-from mailha.lab.postfix import log_time, parse_maillog
+from lab.postfix import log_time, parse_maillog
 
 
 def subs(*pairs: tuple[str, float]) -> list[Submission]:

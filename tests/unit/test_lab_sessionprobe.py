@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mailha.lab.sessionprobe import format_session, parse_sessions
-from mailha.lab.smtpload import Session
+from lab.sessionprobe import format_session, parse_sessions
+from lab.smtpload import Session
 
 
 def test_sessions_round_trip_through_the_output_format() -> None:

@@ -7,14 +7,14 @@ Three tools, each answering one question:
 * :func:`send_messages` — "was anything lost?": an asyncio SMTP client (aiosmtplib)
   that sends N messages with unique Message-IDs, retrying each until it is accepted,
   and records every attempt. Compare its ``accepted`` ids with what the servers' logs
-  say they received (:attr:`mailha.lab.postfix.MaillogSummary.message_ids`).
+  say they received (:attr:`lab.postfix.MaillogSummary.message_ids`).
 * :class:`OutageProbe` — "how long was the service gone?": connects and reads the
   banner every ``interval`` seconds and records the gaps between successful banners.
   Probes are launched on a fixed schedule and may overlap, so one probe stuck in a
   SYN retransmit does not stop the clock.
 
 Client sockets are created in the client's namespace in-process
-(:func:`mailha.lab.netns.socket_in`), so probes cost no process start and time stamps
+(:func:`lab.netns.socket_in`), so probes cost no process start and time stamps
 are taken right where the bytes arrive. The gap bookkeeping is a sans-I/O core
 (:class:`GapTracker`: times in, report out) that the asyncio probe feeds.
 """
@@ -31,8 +31,8 @@ from types import TracebackType
 
 import aiosmtplib
 
-from mailha.lab.errors import LoadError
-from mailha.lab.netns import run, socket_in
+from lab.errors import LoadError
+from lab.netns import run, socket_in
 
 __all__ = [
     "Attempt",
@@ -236,7 +236,7 @@ async def send_messages(
     attempt_timeout: float = 5.0,
     retry_delay: float = 0.05,
     give_up_after: float = 60.0,
-    id_domain: str = "mailha.lab",
+    id_domain: str = "lab",
 ) -> SendReport:
     """Send ``count`` messages with unique Message-IDs, each retried until accepted.
 

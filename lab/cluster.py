@@ -20,12 +20,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from lab.errors import NetnsError
+from lab.netns import Process
+from lab.postfix import master_pidfile
+from lab.seedlab import postfix_dir
+from lab.topology import SeedTopology
 from mailha.importer.toml_out import InlineTable, TomlValue, dumps
-from mailha.lab.errors import NetnsError
-from mailha.lab.netns import Process
-from mailha.lab.postfix import master_pidfile
-from mailha.lab.seedlab import postfix_dir
-from mailha.lab.topology import SeedTopology
 
 __all__ = ["ClusterOptions", "MailhaCluster", "live_destinations", "node_config"]
 

@@ -15,7 +15,7 @@ router, can send a backup:
 :func:`flood` sends a mix at a fixed rate through an ``IP_HDRINCL`` raw socket, bounded
 by a packet count *and* a duration, and returns what it actually sent (a Python sender
 may not reach the asked rate on a loaded host; callers print the achieved rate).  Run
-in the attacker's namespace as ``python -m mailha.lab.flood ...``; it prints one JSON
+in the attacker's namespace as ``python -m lab.flood ...``; it prints one JSON
 line.  Only ever aim it at addresses inside lab namespaces.
 """
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from mailha.lab import netns
+from lab import netns
 from mailha.vrrp.packet import Advert, build_ipv4_packet, encode_advert
 
 __all__ = ["FloodResult", "Junk", "flood", "flood_in", "flood_mix"]
@@ -204,7 +204,7 @@ async def flood_in(
     the longest worker's.
     """
     argv = [
-        sys.executable, "-m", "mailha.lab.flood", "--master", str(master),
+        sys.executable, "-m", "lab.flood", "--master", str(master),
         "--target", str(target), "--attacker", str(attacker), "--network", str(network),
         "--vip", str(vip), "--rate", str(rate / workers), "--seconds", str(seconds),
         "--spoofed-per-100", str(spoofed_per_100),

@@ -19,10 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from mailha.lab.errors import KeepalivedError
-from mailha.lab.keepalived import Keepalived, KeepalivedConfig, seed_config
-from mailha.lab.postfix import Postfix, PostfixConfig
-from mailha.lab.topology import SEED_SUBNET, SeedTopology
+from lab.errors import KeepalivedError
+from lab.keepalived import Keepalived, KeepalivedConfig, seed_config
+from lab.postfix import Postfix, PostfixConfig
+from lab.topology import SEED_SUBNET, SeedTopology
 
 __all__ = ["SeedLab", "postfix_dir"]
 

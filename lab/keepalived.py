@@ -21,10 +21,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from mailha.lab import netns
-from mailha.lab.errors import KeepalivedError
-from mailha.lab.netns import Process
-from mailha.lab.topology import SeedTopology
+from lab import netns
+from lab.errors import KeepalivedError
+from lab.netns import Process
+from lab.topology import SeedTopology
 
 __all__ = [
     "Keepalived",

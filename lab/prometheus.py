@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-from mailha.lab.netns import socket_in
+from lab.netns import socket_in
 
 REPO = Path(__file__).resolve().parents[2]  # a checkout: deploy/ is beside mailha/
 RULES = REPO / "deploy" / "prometheus" / "mailha-rules.yml"

@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailha.lab.errors import NetnsError
+from lab.errors import NetnsError
 
 __all__ = [
     "IFNAMSIZ",

@@ -39,13 +39,13 @@ from typing import Protocol
 
 import aiosmtplib
 
-from mailha.lab import netns
-from mailha.lab.cluster import MailhaCluster, live_destinations
-from mailha.lab.errors import LabError
-from mailha.lab.keepalived import Keepalived
-from mailha.lab.postfix import Postfix, PostfixConfig
-from mailha.lab.smtpload import _connect, build_message
-from mailha.lab.topology import SeedTopology
+from lab import netns
+from lab.cluster import MailhaCluster, live_destinations
+from lab.errors import LabError
+from lab.keepalived import Keepalived
+from lab.postfix import Postfix, PostfixConfig
+from lab.smtpload import _connect, build_message
+from lab.topology import SeedTopology
 from mailha.tasks import cancel_and_wait
 
 __all__ = [

@@ -4,7 +4,7 @@ Everything here exists to exercise mailha against the real programs it has to li
 on one machine and without touching the host's network: each node is a network namespace
 on a private bridge, every name carries a caller-given prefix so parallel runs never
 collide, and every resource is owned by an (async) context manager that tears it down on
-success, on exceptions and on Ctrl-C. :func:`mailha.lab.netns.cleanup_stale` removes what
+success, on exceptions and on Ctrl-C. :func:`lab.netns.cleanup_stale` removes what
 a crashed (SIGKILLed) run left behind.
 
 Modules: ``netns`` (namespaces, links, processes, in-process setns), ``topology``
@@ -15,6 +15,6 @@ Modules: ``netns`` (namespaces, links, processes, in-process setns), ``topology`
 Used by the integration tests, the benchmarks in ``bench/`` and ``mailha demo``.
 """
 
-from mailha.lab.errors import LabError
+from lab.errors import LabError
 
 __all__ = ["LabError"]

@@ -1,6 +1,6 @@
 """New SMTP sessions at a steady rate, from a process of their own, every one recorded.
 
-:class:`~mailha.lab.smtpload.OutageProbe` run in the benchmark's own event loop shares
+:class:`~lab.smtpload.OutageProbe` run in the benchmark's own event loop shares
 that loop with everything else the benchmark polls; in the emulated VM it then starts
 far fewer sessions than asked (~22/s of 50/s). Run in its own process, inside the
 client namespace (no namespace switch per socket), it keeps the rate. It prints every
@@ -12,7 +12,7 @@ with ``time.monotonic()`` stamps: CLOCK_MONOTONIC is one clock for every process
 namespace of the machine, so the benchmark compares them with its own ``loop.time()``.
 SIGTERM ends it after the sessions in flight finish (each bounded by ``--timeout``)::
 
-    python -m mailha.lab.sessionprobe 10.12.49.37 --interval 0.02 --timeout 2
+    python -m lab.sessionprobe 10.12.49.37 --interval 0.02 --timeout 2
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from mailha.lab.smtpload import OutageProbe, Session
+from lab.smtpload import OutageProbe, Session
 
 __all__ = ["format_session", "main", "parse_sessions", "read_sessions"]
 

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from mailha.lab import netns
-from mailha.lab.errors import PostfixError
-from mailha.lab.netns import Process
+from lab import netns
+from lab.errors import PostfixError
+from lab.netns import Process
 
 __all__ = [
     "Delivery",

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from mailha.lab import netns
-from mailha.lab.errors import NetnsError
-from mailha.lab.netns import CommandResult, InterfaceAddress, Process
+from lab import netns
+from lab.errors import NetnsError
+from lab.netns import CommandResult, InterfaceAddress, Process
 
 __all__ = ["SEED_SUBNET", "Node", "SeedTopology", "Topology", "TopologySpec", "seed_spec"]
 

@@ -1,4 +1,4 @@
-"""``mailha demo``: the seed cluster, live, in network namespaces, in seconds.
+"""The demo (``scripts/demo``): the seed cluster, live, in network namespaces, in seconds.
 
 What it shows is what the project promises, measured rather than asserted: two real
 Postfix nodes running ``mailha serve`` behind the seed VIP, a client sending mail to the
@@ -8,7 +8,7 @@ batch landing on the survivor. Nothing is lost, by construction of the count: th
 retries a refused message until a server accepts it, only accepted messages count as
 sent, and every accepted Message-ID is looked up in the Postfix logs.
 
-Everything lives in namespaces ``mhdemo*`` on a private bridge (:mod:`mailha.lab`), so the
+Everything lives in namespaces ``mhdemo*`` on a private bridge (:mod:`lab`), so the
 demo never touches the host's network, and the lab's context managers tear it all down on
 success, on errors, on Ctrl-C and on SIGTERM, and the demo then checks and says that
 no ``mhdemo*`` namespace is left. With ``ip_vs`` in the kernel the master also balances
@@ -22,6 +22,7 @@ Postfix logs into per-node counts, :class:`DemoOutcome` renders the machine-chec
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -39,12 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from mailha.lab import netns
-from mailha.lab.cluster import ClusterOptions, MailhaCluster
-from mailha.lab.errors import LabError
-from mailha.lab.postfix import MASTER, Postfix, PostfixConfig, ReceivedMessage
-from mailha.lab.smtpload import OutageProbe, SendReport, send_messages
-from mailha.lab.topology import SeedTopology
+from lab import netns
+from lab.cluster import ClusterOptions, MailhaCluster
+from lab.errors import LabError
+from lab.postfix import MASTER, Postfix, PostfixConfig, ReceivedMessage
+from lab.smtpload import OutageProbe, SendReport, send_messages
+from lab.topology import SeedTopology
 
 __all__ = [
     "PREFIX",
@@ -218,7 +219,7 @@ class Console:
         self.color = out.isatty() and os.environ.get("NO_COLOR") is None
 
     def write(self, text: str) -> None:
-        """Write and flush; a closed reader (``mailha demo | head``) must not stop the
+        """Write and flush; a closed reader (``scripts/demo | head``) must not stop the
         demo before its teardown, so output errors switch the console off instead."""
         if self.out is None:
             return
@@ -312,7 +313,7 @@ def _single_instance() -> Iterator[None]:
         try:
             lock.bind(f"\0mailha-demo-{PREFIX}")
         except OSError:
-            raise DemoError("already running", "another `mailha demo` is running") from None
+            raise DemoError("already running", "another demo is running") from None
         yield
 
 
@@ -718,19 +719,38 @@ def demo_command(*, messages: int = 200, keep: bool = False, out: TextIO | None 
     """
     console = Console(out if out is not None else sys.stdout)
     if messages < 1:
-        console.line("mailha demo: --messages must be at least 1")
+        console.line("demo: --messages must be at least 1")
         return EXIT_USAGE
     if os.geteuid() != 0:
         console.line(
-            "mailha demo: needs root (it creates network namespaces and runs Postfix):"
-            " try `sudo mailha demo`"
+            "demo: needs root (it creates network namespaces and runs Postfix):"
+            " run it as root: scripts/demo"
         )
         return EXIT_FAILED
     try:
         with _single_instance():
             return asyncio.run(_main(console, messages=messages, keep=keep))
     except DemoError as exc:
-        console.line(f"mailha demo: {exc}")
+        console.line(f"demo: {exc}")
         return EXIT_FAILED
     except KeyboardInterrupt:  # a Ctrl-C before our handler was installed
         return _EXIT_SIGNAL[signal.SIGINT]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lab.demo`` (what ``scripts/demo`` runs)."""
+    parser = argparse.ArgumentParser(
+        prog="scripts/demo",
+        description="Build the seed topology (two Postfix nodes running mailha and a client) "
+        "in network namespaces, send mail to the VIP, show which node got what, fail the "
+        "master, show the VIP and the mail moving, and tear everything down (also on "
+        "Ctrl-C).",
+    )
+    parser.add_argument("--messages", type=int, default=200, help="messages per phase")
+    parser.add_argument("--keep", action="store_true", help="wait for Enter before tearing down")
+    args = parser.parse_args(argv)
+    return demo_command(messages=args.messages, keep=args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -96,6 +96,8 @@ async def run_mode(mode: str, args: argparse.Namespace) -> RunResult:
                             f" {len(result.faults)} faults, {result.elapsed:.0f} s"
                             f" (drain {result.flush_s:.0f} s)"), flush=True)
         print("  longest:", ", ".join(f"{d:.1f}s ({k})" for _, d, k in report.worst))
+        print(f"  submissions the client Postfix refused or dropped, then retried:"
+              f" {result.submit_errors}")
         for mid in report.lost[:3]:
             print(f"  lost {mid}; client log:", *trace(client, mid), sep="\n    ")
     return result

@@ -169,17 +169,6 @@ class SendReport:
     def failed_attempts(self) -> int:
         return sum(1 for a in self.attempts if not a.ok)
 
-    @property
-    def longest_delay(self) -> float:
-        """Longest time from a message's first attempt to its acceptance."""
-        first: dict[str, float] = {}
-        worst = 0.0
-        for a in self.attempts:
-            first.setdefault(a.message_id, a.started)
-            if a.ok:
-                worst = max(worst, a.started + a.duration - first[a.message_id])
-        return worst
-
 
 def build_message(
     message_id: str, sender: str, recipient: str, size: int = 0, subject: str = "mailha lab"

@@ -107,7 +107,6 @@ class Node:
         self.lvs: LvsManager | None = None  # when virtual servers (or a sync daemon) exist
         #: no_accept's nftables table; None when nft is absent and no instance needs it.
         self.firewall: NoAcceptFirewall | None = None
-        self.metrics_server: MetricsServer | None = None
         self.control: ControlServer | None = None
         self.optional: list[OptionalPart] = []
         self.started_at = time.time()
@@ -198,7 +197,6 @@ class Node:
                 if self.lvs is not None:
                     await self.lvs.refresh_stats()
         server = MetricsServer(self.metrics, str(cfg.metrics.listen), cfg.metrics.port, refresh)
-        self.metrics_server = server
 
         async def start_metrics() -> None:
             await server.start()

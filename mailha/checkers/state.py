@@ -62,10 +62,6 @@ class CheckerHealth:
         self.retries = 0  # consecutive failures absorbed so far while up
         self.last: CheckResult | None = None
 
-    @property
-    def retrying(self) -> bool:
-        return self.retries > 0
-
     def record(self, result: CheckResult) -> tuple[bool, float]:
         """Apply one result; return (did ``up`` change, seconds until the next check)."""
         common = self.checker.common

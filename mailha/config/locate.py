@@ -47,10 +47,6 @@ class Locator:
                 return found
         return None
 
-    def exact(self, path: KeyPath) -> int | None:
-        """The line of ``path`` itself, None when it is not written in the text."""
-        return self._lines.get(path)
-
     # ------------------------------------------------------------------ scanning
 
     def _lineno(self, pos: int) -> int:

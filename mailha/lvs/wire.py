@@ -1027,9 +1027,6 @@ class Exchange:
     def outstanding(self) -> int:
         return len(self._open)
 
-    def is_open(self, seq: int) -> bool:
-        return seq in self._open
-
     def receive(self, datagram: bytes) -> Iterator[Reply]:
         """Feed one datagram; yields the replies it completes."""
         for msg in parse_datagram(datagram):

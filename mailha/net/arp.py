@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 
 __all__ = [
+    "Announcer",
     "ArpError",
     "garp_frame",
     "interface_mac",
@@ -144,7 +145,11 @@ class _Link:
     def __init__(self, ifname: str) -> None:
         self.ifname = ifname
         self._sock = _open_packet_socket(ifname)
-        self.mac = _bound_mac(self._sock, ifname)
+        try:
+            self.mac = _bound_mac(self._sock, ifname)
+        except ArpError:
+            self._sock.close()
+            raise
 
     def announce(self, ip: IPAddress, *, reply: bool, router: bool) -> None:
         if isinstance(ip, IPv4Address):
@@ -155,6 +160,34 @@ class _Link:
 
     def close(self) -> None:
         self._sock.close()
+
+
+class Announcer:
+    """One burst of announcements (a new master's GARPs/NAs, repeated): a packet socket
+    per interface, opened at its first use and closed with the burst, instead of one
+    socket per message. A context manager."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, _Link] = {}
+
+    def announce(self, ifname: str, ip: IPAddress, *, reply: bool = False,
+                 router: bool = False) -> None:
+        """Send one GARP (IPv4) or unsolicited NA (IPv6) for ``ip``; ArpError if not."""
+        link = self._links.get(ifname)
+        if link is None:
+            link = self._links[ifname] = _Link(ifname)
+        link.announce(ip, reply=reply, router=router)
+
+    def close(self) -> None:
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
+
+    def __enter__(self) -> Announcer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @contextlib.contextmanager

@@ -549,18 +549,16 @@ class InstanceDriver:
     async def _announce(self, addrs: tuple[IPAddress, ...], repeat: int) -> None:
         v6 = bool(addrs) and addrs[0].version == 6  # an instance's VIPs are one family
         interval = self.glob.vrrp_gna_interval if v6 else self.glob.vrrp_garp_interval
-        for i in range(repeat):
-            for ip in addrs:
-                dev = self._vip_cfg[ip].dev if ip in self._vip_cfg else None
-                try:
-                    if ip.version == 4:
-                        arp.send_garp(dev or self.cfg.interface, ip)
-                    else:
-                        arp.send_unsolicited_na(dev or self.cfg.interface, ip)
-                except Exception as exc:  # ARP failing must not take the instance down
-                    self.log.warning("gratuitous announcement of %s failed: %s", ip, exc)
-            if interval and i + 1 < repeat:
-                await asyncio.sleep(interval)
+        with arp.Announcer() as announcer:
+            for i in range(repeat):
+                for ip in addrs:
+                    dev = self._vip_cfg[ip].dev if ip in self._vip_cfg else None
+                    try:
+                        announcer.announce(dev or self.cfg.interface, ip)
+                    except Exception as exc:  # ARP failing must not take the instance down
+                        self.log.warning("gratuitous announcement of %s failed: %s", ip, exc)
+                if interval and i + 1 < repeat:
+                    await asyncio.sleep(interval)
 
     def _state_changed(self, old: State, new: State, reason: str, detail: str) -> None:
         cfg = self.cfg

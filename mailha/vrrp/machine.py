@@ -294,7 +294,6 @@ class VrrpMachine:
         self._faults: set[str] = set()
         self._reported: set[tuple[str, str]] = set()
         self._master_address: IPAddress | None = None
-        self._master_priority: int | None = None
 
     # ----------------------------------------------------------- introspection
 
@@ -339,10 +338,6 @@ class VrrpMachine:
     def master_address(self) -> IPAddress | None:
         """Source of the last advertisement a backup followed (or ours when master)."""
         return self._master_address
-
-    @property
-    def master_priority(self) -> int | None:
-        return self._master_priority
 
     @property
     def faults(self) -> frozenset[str]:
@@ -508,7 +503,6 @@ class VrrpMachine:
             actions = self._learn_interval(advert)
             self._arm_down_timer(now, self.master_down_interval)
             self._master_address = src
-            self._master_priority = advert.priority
             self._takeover_reason = "master_no_response"
             if p.preempt_delay > 0:
                 if advert.priority >= self._priority:
@@ -519,7 +513,6 @@ class VrrpMachine:
         # A lower-priority master and we may preempt: ignore it and let the
         # down timer, still counting from the last advert we accepted, run out.
         self._master_address = src
-        self._master_priority = advert.priority
         self._takeover_reason = "preempted"
         return [Discarded("lower_priority", f"{src} priority {advert.priority}")]
 
@@ -567,7 +560,6 @@ class VrrpMachine:
         self._arm_down_timer(now, self.master_down_interval)
         self._preempt_time = None
         self._master_address = src
-        self._master_priority = advert.priority
         self._takeover_reason = "master_no_response"
         return actions
 
@@ -579,7 +571,6 @@ class VrrpMachine:
         self._reported.clear()
         self._master_adver_int = p.advert_int
         self._master_address = p.primary_address
-        self._master_priority = self._priority
         self._preempt_time = None
         self._deadline = now + p.advert_int
         self._garp_pending = []

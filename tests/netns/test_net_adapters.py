@@ -26,8 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from mailha.net import arp
 from mailha.net.addresses import AddressError, Addresses, owns_address
 from mailha.net.arp import (
+    Announcer,
+    ArpError,
     garp_frame,
     interface_mac,
     send_garp,
@@ -504,6 +507,37 @@ async def test_gratuitous_arp_fields_and_effect(mhf_pair: Pair, reply: bool) -> 
     assert frame[:42] == garp_frame(mac_a, vip, reply=reply)
     want = mac_a.hex(":")
     assert await _poll(lambda: _neigh_mac(p.b, p.if_b, vip) == want)
+
+
+@pytest.mark.root
+async def test_an_announcer_sends_a_burst_over_one_socket_per_interface(
+    mhf_pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new master's burst (3 rounds x 2 VIPs) arrives whole, from one packet socket."""
+    p = mhf_pair
+    vips = [IPv4Address(f"10.{p.net}.0.37"), IPv4Address(f"10.{p.net}.0.38")]
+    opened: list[str] = []
+    real_open = arp._open_packet_socket
+
+    def counting(ifname: str) -> socket.socket:
+        opened.append(ifname)
+        return real_open(ifname)
+
+    monkeypatch.setattr(arp, "_open_packet_socket", counting)
+    cap = _capture_socket(p.b, p.if_b, 0x0806)
+    try:
+        with _inside(p.a), Announcer() as announcer:
+            for _ in range(3):
+                for vip in vips:
+                    announcer.announce(p.if_a, vip)
+        seen = [await _next_frame(cap, lambda f: f[28:32] in {v.packed for v in vips})
+                for _ in range(6)]
+    finally:
+        cap.close()
+    assert opened == [p.if_a]
+    assert sorted(f[28:32] for f in seen) == sorted([v.packed for v in vips] * 3)
+    with pytest.raises(ArpError, match="no-such-if"), Announcer() as announcer:
+        announcer.announce("no-such-if", vips[0])
 
 
 @pytest.mark.root

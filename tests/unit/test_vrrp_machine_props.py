@@ -23,7 +23,7 @@ from hypothesis.stateful import (
 )
 from test_vrrp_machine import Cluster, params
 
-from mailha.vrrp.events import State
+from mailha.vrrp.events import TRANSITION_REASONS, State
 
 ADDRESSES = [IPv4Address("10.12.49.35"), IPv4Address("10.12.49.36"), IPv4Address("10.12.49.34")]
 QUIET_PERIOD = 15.0  # > 3 x the longest Master_Down_Interval (1 s adverts)
@@ -102,6 +102,13 @@ class Election(RuleBasedStateMachine):
     def only_a_master_holds_the_vip(self) -> None:
         for node in self.cluster.nodes.values():
             assert node.holds_vip == (node.machine.state is State.MASTER), node.name
+
+    @invariant()
+    def every_transition_gives_a_documented_reason(self) -> None:
+        """Logs, notify scripts and status show ``reason``: its vocabulary is fixed."""
+        for node in self.cluster.nodes.values():
+            for _, change in node.transitions():
+                assert change.reason in TRANSITION_REASONS, (node.name, change)
 
     @precondition(lambda self: hasattr(self, "cluster"))
     @rule()

@@ -159,6 +159,15 @@ def test_deb_installs_works_and_removes_cleanly(deb: Path) -> None:
                  "config/reference.toml", "sysctl/90-mailha.conf"):
         assert (Path("/usr/share/mailha") / path).is_file(), path
 
+    # the notify-sendmail drop-in, to copy (deploy.md section 7): its install line names
+    # the package's path, and it is not active
+    dropin = Path("/usr/share/mailha/systemd/mailha.service.d/notify-sendmail.conf")
+    assert "cp /usr/share/mailha/systemd/mailha.service.d/notify-sendmail.conf" in \
+        dropin.read_text()
+    assert "NoNewPrivileges=no" in dropin.read_text()
+    assert not Path("/etc/systemd/system/mailha.service.d").exists()
+    assert not Path("/lib/systemd/system/mailha.service.d").exists()
+
     # the worked examples of deploy.md section 11, checked as the guide says (from
     # /usr/share/mailha), each set clean: no error, no warning
     examples = sorted(Path("/usr/share/mailha/config/examples").iterdir())

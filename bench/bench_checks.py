@@ -1,7 +1,7 @@
 """Benchmark the health checks: SMTP_CHECK throughput and the scheduler's CPU cost.
 
-    python bench/bench_checks.py [--checks 5000] [--concurrency 50] [--servers 500]
-                                 [--seconds 10] [--no-sink]
+    .venv/bin/python bench/bench_checks.py [--checks 5000] [--concurrency 50] [--servers 500]
+                                           [--seconds 10] [--no-sink]
 
 1. SMTP_CHECKs per second, client on one core (this process), against a minimal
    asyncio SMTP responder running in a *separate* process, so only the checker's own

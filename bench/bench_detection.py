@@ -2,7 +2,7 @@
 
 Needs ip_vs, so it normally runs in the VM::
 
-    tests/vm/vmrun --mem 2G --timeout 1200 -- python \\
+    PATH=$PWD/.venv/bin:$PATH tests/vm/vmrun --mem 2G --timeout 1200 -- python \\
         bench/bench_detection.py [--reps 3] [--quick] [--delay-before-retry 1,0.2] \\
         [--ka-script-timeout 5] [--no-keepalived | --no-mailha]
 

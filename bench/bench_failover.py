@@ -1,7 +1,7 @@
 """Benchmark failover as a mail client sees it: mailha against keepalived, same run.
 
-    python bench/bench_failover.py [--reps 3] [--quick] [--settings v2:1,v3:0.1,v3:0.03]
-                                   [--prefix mhB1] [--seed 1]
+    .venv/bin/python bench/bench_failover.py [--reps 3] [--quick] [--settings v2:1,v3:0.1,v3:0.03]
+                                             [--prefix mhB1] [--seed 1]
 
 The seed topology (n1 .35, n2 .36, client .10, VIP .37) with ``smtp-sink`` on both nodes
 as the SMTP listener. Both implementations get the same VRRP setup: VRID 173, unicast,

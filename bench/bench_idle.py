@@ -1,6 +1,6 @@
 """Benchmark the idle cost of one VRRP node: mailha against keepalived, same run.
 
-    python bench/bench_idle.py [--seconds 30] [--quick] [--prefix mhB2]
+    .venv/bin/python bench/bench_idle.py [--seconds 30] [--quick] [--prefix mhB2]
 
 The seed pair (n1 priority 150, n2 100, unicast, VRID 173, VRRPv2 advert_int 1, no
 track script, no virtual servers) is run first with ``mailha serve`` on both nodes,

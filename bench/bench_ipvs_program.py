@@ -2,7 +2,8 @@
 
 Run as root where ip_vs exists, e.g. in the test VM:
 
-    PYTHONPATH=. tests/vm/vmrun -- python bench/bench_ipvs_program.py [--services N]
+    PATH=$PWD/.venv/bin:$PATH tests/vm/vmrun --mem 2G --timeout 900 -- python \\
+        bench/bench_ipvs_program.py [--services N] [--rounds 3]
 
 Everything happens in a private network namespace (IPVS tables are per namespace),
 so the host's table is never touched. Each round programs the same table twice from

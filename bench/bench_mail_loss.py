@@ -2,7 +2,7 @@
 
 Needs ip_vs for the mailha IPVS mode, so it normally runs in the VM::
 
-    tests/vm/vmrun --mem 2G --timeout 3000 -- python \\
+    PATH=$PWD/.venv/bin:$PATH tests/vm/vmrun --mem 2G --timeout 3000 -- python \\
         bench/bench_mail_loss.py [--faults 20] [--messages 5000] [--rate 8] [--quick]
 
 The long version of tests/kernel/test_mail_loss.py (see :mod:`lab.mailloss`):

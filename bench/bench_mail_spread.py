@@ -2,7 +2,7 @@
 
 Needs ip_vs, so it normally runs in the VM::
 
-    tests/vm/vmrun --mem 2G --timeout 1200 -- python \\
+    PATH=$PWD/.venv/bin:$PATH tests/vm/vmrun --mem 2G --timeout 1200 -- python \\
         bench/bench_mail_spread.py [--messages 2000] [--sessions 20] [--reps 1] [--quick]
 
 The seed topology with a real Postfix on both nodes (mail discarded after queueing).

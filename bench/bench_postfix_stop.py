@@ -2,7 +2,7 @@
 
 Needs ip_vs, so it normally runs in the VM::
 
-    tests/vm/vmrun --mem 2G --timeout 3000 -- python \\
+    PATH=$PWD/.venv/bin:$PATH tests/vm/vmrun --mem 2G --timeout 3000 -- python \\
         bench/bench_postfix_stop.py [--reps 5] [--quick] [--rate 50] [--ka-script-timeout 5] \\
         [--scenarios killed,stop,drain,backup] [--no-keepalived | --no-mailha] [--verbose]
 

@@ -1,7 +1,10 @@
 """Soak one director: does mailha's memory, fds, tasks or CPU grow over a long run?
 
-    python bench/bench_soak.py [--minutes 30] [--warmup 6] [--servers 100]
-                               [--delay-loop 0.2] [--tracemalloc] [--quick]
+    PATH=$PWD/.venv/bin:$PATH tests/vm/vmrun --mem 2G --timeout 3000 -- python \\
+        bench/bench_soak.py [--minutes 30] [--warmup 6] [--servers 100] \\
+        [--delay-loop 0.2] [--tracemalloc] [--quick]
+
+(on a host whose kernel has ip_vs: ``.venv/bin/python bench/bench_soak.py ...``)
 
 Issue 14. Needs ip_vs (run it in the VM: see bench/README.md). One network namespace
 (``<prefix>d``) holds the director: a ``mailha serve`` with one virtual server (NAT, wrr)

@@ -1,6 +1,6 @@
 """Junk flood on a VRRP backup (issue 14): mailha against keepalived, same run.
 
-    python bench/bench_vrrp_flood.py [--rate 20000] [--seconds 30] [--workers 1] [--quick]
+    .venv/bin/python bench/bench_vrrp_flood.py [--rate 20000] [--seconds 30] [--workers 1] [--quick]
 
 The seed pair (n1 priority 150 master, n2 100 backup, unicast, VRID 173, VRRPv2
 advert_int 1) is run first with ``mailha serve`` on both nodes, then with keepalived

@@ -159,6 +159,27 @@ def test_deb_installs_works_and_removes_cleanly(deb: Path) -> None:
                  "config/reference.toml", "sysctl/90-mailha.conf"):
         assert (Path("/usr/share/mailha") / path).is_file(), path
 
+    # the notify-sendmail drop-in, to copy (deploy.md section 7): its install line names
+    # the package's path, and it is not active
+    dropin = Path("/usr/share/mailha/systemd/mailha.service.d/notify-sendmail.conf")
+    assert "cp /usr/share/mailha/systemd/mailha.service.d/notify-sendmail.conf" in \
+        dropin.read_text()
+    assert "NoNewPrivileges=no" in dropin.read_text()
+    assert not Path("/etc/systemd/system/mailha.service.d").exists()
+    assert not Path("/lib/systemd/system/mailha.service.d").exists()
+
+    # the worked examples of deploy.md section 11, checked as the guide says (from
+    # /usr/share/mailha), each set clean: no error, no warning
+    examples = sorted(Path("/usr/share/mailha/config/examples").iterdir())
+    assert [e.name for e in examples] == ["dedicated-directors", "ipv6", "nat-director",
+                                          "three-nodes"]
+    for example in examples:
+        files = sorted(str(p.relative_to("/usr/share/mailha")) for p in example.glob("*.toml"))
+        checked = subprocess.run(["mailha", "check", *files], cwd="/usr/share/mailha",
+                                 env=ENV, capture_output=True, text=True, check=False)
+        assert (checked.returncode, checked.stdout) == (
+            0, f"{len(files)} files checked: OK\n"), checked.stdout + checked.stderr
+
     # the seed scenario's check scripts, from their installed paths, against Postfix
     commands = seed_script_commands()
     for argv in commands:

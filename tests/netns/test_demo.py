@@ -1,6 +1,6 @@
-"""``mailha demo`` end to end: run as the user runs it, read what it prints, look around after.
+"""The demo (``scripts/demo``) end to end: run as the user runs it, read what it prints, look around after.
 
-The demo runs as a subprocess (``python -m mailha demo``), exactly as documented, and is
+The demo runs as a subprocess (``python -m lab.demo``, what ``scripts/demo`` runs), and is
 judged by its ``SUMMARY`` line, its exit status and what it leaves on the machine: no
 ``mhdemo*`` namespace, no process running from the demo's lab directory, no directory.
 The interrupted runs send SIGINT/SIGTERM while phase 1 is sending mail, when Postfix,

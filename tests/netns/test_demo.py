@@ -1,4 +1,5 @@
-"""The demo (``scripts/demo``) end to end: run as the user runs it, read what it prints, look around after.
+"""The demo (``scripts/demo``) end to end: run as the user runs it, read what it prints,
+look around after.
 
 The demo runs as a subprocess (``python -m lab.demo``, what ``scripts/demo`` runs), and is
 judged by its ``SUMMARY`` line, its exit status and what it leaves on the machine: no

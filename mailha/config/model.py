@@ -159,6 +159,16 @@ class TrackedScript:
     weight: int | None = None
     reverse: bool | None = None
 
+    def resolved(self, script: VrrpScript) -> tuple[int, bool]:
+        """(weight, reverse) as keepalived applies them: this entry's, else the script's.
+
+        The one place this inheritance is decided (tracking and ``mailha check`` both
+        ask here).
+        """
+        weight = script.weight if self.weight is None else self.weight
+        reverse = script.weight_reverse if self.reverse is None else self.reverse
+        return weight, reverse
+
 
 @dataclass(frozen=True)
 class TrackedInterface:
@@ -271,7 +281,7 @@ class VrrpInstance:
         is not the address owner: the owner (priority 255) always accepts, as in
         keepalived.
         """
-        return not self.accept and self.priority != 255
+        return not self.accept and self.priority != 255  # the address owner
 
 
 # --------------------------------------------------------------------------- checkers

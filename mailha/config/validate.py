@@ -52,6 +52,8 @@ from mailha.config.model import (
     VrrpInstance,
 )
 from mailha.socketpath import SOCKET_PATH_FIX, socket_path_problem
+from mailha.vrrp import tracking
+from mailha.vrrp.tracking import OWNER_PRIORITY, Tracked
 
 __all__ = [
     "check_config",
@@ -246,10 +248,10 @@ def _check_instances(r: _Reporter) -> None:
                 r.report("warning", r.path(tracked), f'"{tracked.name}" is tracked twice',
                          "remove the duplicate entry", tracked.name)
             seen.add(tracked.name)
-        if inst.priority == 255 and any(w for w in _weights(config, inst)):
+        if inst.priority == OWNER_PRIORITY and any(w for w in _weights(config, inst)):
             r.report("warning", r.path(inst, "priority"),
                      "an address owner (priority 255) ignores tracking weights",
-                     "use priority 254 or lower if tracking should move the VIP", 255)
+                     "use priority 254 or lower if tracking should move the VIP", OWNER_PRIORITY)
 
 
 def _check_unicast(r: _Reporter, inst: VrrpInstance) -> None:
@@ -323,7 +325,7 @@ def _check_strict(r: _Reporter, inst: VrrpInstance) -> None:
                  f"{key} with preempt_delay: RFC 5798 has no preemption delay (keepalived "
                  "clears it in strict mode; mailha applies it)",
                  f"remove preempt_delay, or remove {key}", inst.preempt_delay)
-    if (inst.state is InitialState.MASTER) != (inst.priority == 255):
+    if (inst.state is InitialState.MASTER) != (inst.priority == OWNER_PRIORITY):
         r.report("warning", r.path(inst, "state"),
                  f"{key}: state MASTER must go with priority 255 (the address owner) and "
                  "priority 255 with state MASTER; keepalived corrects the state",
@@ -446,9 +448,7 @@ def _tracking(config: Config, inst: VrrpInstance) -> Iterator[tuple[str, int, bo
             script = config.script(tracked.name)
         except KeyError:
             continue
-        weight = script.weight if tracked.weight is None else tracked.weight
-        reverse = script.weight_reverse if tracked.reverse is None else tracked.reverse
-        yield tracked.name, weight, reverse
+        yield tracked.name, *tracked.resolved(script)
 
 
 def _weights(config: Config, inst: VrrpInstance) -> list[int]:
@@ -460,25 +460,13 @@ def effective_priority(config: Config, inst: VrrpInstance, failing: frozenset[st
                        ) -> int | None:
     """The priority ``inst`` advertises with the scripts in ``failing`` down, the rest up.
 
-    keepalived's rules: a positive weight is added while the script succeeds, a negative
-    one subtracted while it fails, ``reverse`` swaps the direction, weight 0 means FAULT
-    on failure (returned as None: the node stops advertising). The result is clamped to
-    1..254 unless the instance owns the address (255 ignores tracking).
+    The daemon's own rule (:func:`mailha.vrrp.tracking.effective_priority`) on the
+    configured scripts; FAULT is returned as None (the node stops advertising).
     """
-    if inst.priority == 255:
-        return 255
-    priority = inst.priority
-    for name, weight, reverse in _tracking(config, inst):
-        ok = name not in failing
-        if weight == 0:
-            if ok == reverse:
-                return None
-            continue
-        sign = -1 if reverse else 1
-        # A positive weight counts while the script succeeds, a negative one while it fails.
-        if (weight > 0) == ok:
-            priority += sign * weight
-    return max(1, min(254, priority))
+    tracked = [Tracked(name, name not in failing, weight, reverse)
+               for name, weight, reverse in _tracking(config, inst)]
+    result = tracking.effective_priority(inst.priority, tracked)
+    return None if result.fault else result.priority
 
 
 # --------------------------------------------------------------------------- several files

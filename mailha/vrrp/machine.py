@@ -79,7 +79,7 @@ from mailha.vrrp.events import (
     State,
     StateChanged,
 )
-from mailha.vrrp.tracking import EffectivePriority
+from mailha.vrrp.tracking import OWNER_PRIORITY, EffectivePriority
 
 __all__ = [
     "OWNER_PRIORITY",
@@ -92,7 +92,6 @@ __all__ = [
     "normalize_params",
 ]
 
-OWNER_PRIORITY = 255
 _TIME_EPSILON = 1e-9
 
 

@@ -53,9 +53,7 @@ def _items(
     """Every object ``inst`` tracks, scripts first, in configuration order."""
     items: list[_Item] = []
     for ts in inst.track_script:
-        script = scripts[ts.name]
-        weight = script.weight if ts.weight is None else ts.weight
-        reverse = script.weight_reverse if ts.reverse is None else ts.reverse
+        weight, reverse = ts.resolved(scripts[ts.name])
         tracked = Tracked(f"script {ts.name}", script_ok.get(ts.name), weight, reverse)
         items.append(_Item("script", ts.name, False, tracked))
     for ti in inst.track_interface:

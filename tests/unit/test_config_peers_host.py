@@ -15,6 +15,7 @@ from mailha.config.validate import (
     check_scripts,
     effective_priority,
 )
+from mailha.vrrp.track import instance_tracking
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE1 = ROOT / "config" / "node1.toml"
@@ -69,6 +70,32 @@ def test_seed_effective_priorities_are_both_200() -> None:
     inst = a.instance("VI_postfix")
     assert effective_priority(a, inst) == 200
     assert effective_priority(a, inst, frozenset({"chk_service"})) == 100
+
+
+def test_mailha_check_predicts_what_the_daemon_advertises() -> None:
+    """``mailha check`` and the running daemon apply one rule (it was written twice, and
+    the copy let an address owner advertise 255 through a weight-0 script's failure,
+    where the daemon goes to FAULT)."""
+    text = """
+[global]
+router_id = "n1"
+[vrrp_script.chk]
+script = ["/bin/true"]
+weight = 0
+[vrrp_instance.VI_1]
+interface = "eth0"
+virtual_router_id = 51
+priority = 255
+virtual_ipaddress = ["192.0.2.10/24"]
+track_script = ["chk"]
+"""
+    config = loads(text, Path("n1.toml"))
+    inst = config.vrrp_instances[0]
+    assert effective_priority(config, inst) == 255
+    assert effective_priority(config, inst, frozenset({"chk"})) is None  # FAULT
+    running, _ = instance_tracking(inst, {s.name: s for s in config.vrrp_scripts},
+                                   {"chk": False}, {"eth0": True})
+    assert running.fault
 
 
 @pytest.mark.parametrize(

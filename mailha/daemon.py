@@ -33,12 +33,16 @@ from mailha.net.firewall import NoAcceptFirewall
 from mailha.net.links import LinkWatcher
 from mailha.notify import Notifier
 from mailha.optional import OptionalPart
-from mailha.sdnotify import Notifier as SdNotifier
-from mailha.sdnotify import watchdog_interval
+from mailha.sdnotify import SystemdNotifier, watchdog_interval
 from mailha.tasks import bounded, cancel_and_wait
 from mailha.vrrp.driver import InstanceDriver
 from mailha.vrrp.events import State
-from mailha.vrrp.track import ScriptRunner, TrackingStatus, instance_tracking, tracking_status
+from mailha.vrrp.track_scripts import (
+    ScriptRunner,
+    TrackingStatus,
+    instance_tracking,
+    tracking_status,
+)
 from mailha.vrrp.tracking import EffectivePriority
 
 if TYPE_CHECKING:  # imported lazily at run time: only nodes with virtual servers need it
@@ -507,7 +511,7 @@ class Node:
         self.last_reload = {"ok": False, "at": time.time(), "error": error}
         return {"ok": False, "error": error, "diagnostics": diagnostics}
 
-    async def reload_notifying(self, sd: SdNotifier) -> None:
+    async def reload_notifying(self, sd: SystemdNotifier) -> None:
         """SIGHUP: RELOADING=1, reload, and READY=1 again whatever happened."""
         sd.reloading()
         try:
@@ -610,7 +614,7 @@ async def _serve(path: Path) -> int:
         return 1
     for d in warnings:
         log.warning("%s", d)
-    sd = SdNotifier()
+    sd = SystemdNotifier()
     node = Node(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

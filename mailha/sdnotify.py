@@ -12,7 +12,7 @@ import socket
 import time
 
 
-class Notifier:
+class SystemdNotifier:
     def __init__(self, address: str | None = None) -> None:
         addr = address if address is not None else os.environ.get("NOTIFY_SOCKET")
         self._address: str | None = None

@@ -18,7 +18,7 @@ outpps
 inbps
 outbps
 first_success  # lab/smtpload.py OutageReport
-last_result  # vrrp/track.py: TypedDict keys of `mailha status --json`
+last_result  # vrrp/track_scripts.py: TypedDict keys of `mailha status --json`
 last_run
 age
 track_interfaces

@@ -13,7 +13,8 @@ import errno
 import socket
 from dataclasses import dataclass
 
-from mailha.config.model import CheckerCommon, IPAddress, RealServer
+from mailha.config.model import CheckerCommon, RealServer
+from mailha.ip import IPAddress
 
 __all__ = ["ConnectError", "Target", "connect_socket", "oserror_reason", "target_of"]
 

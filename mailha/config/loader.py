@@ -59,7 +59,6 @@ from mailha.config.model import (
     GlobalConfig,
     GroupMember,
     InitialState,
-    IPAddress,
     LvsMethod,
     LvsSyncDaemon,
     LvsTimeouts,
@@ -82,6 +81,7 @@ from mailha.config.model import (
     VrrpInstance,
     VrrpScript,
 )
+from mailha.ip import IPAddress
 from mailha.procs import ScriptError, split_command
 
 __all__ = ["check_command", "load", "load_with_warnings", "loads", "loads_with_warnings"]

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 
-IPAddress = IPv4Address | IPv6Address
+from mailha.ip import IPAddress
+
 IPInterface = IPv4Interface | IPv6Interface
 
 

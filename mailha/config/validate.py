@@ -44,13 +44,13 @@ from mailha.config.locate import Locator
 from mailha.config.model import (
     Config,
     InitialState,
-    IPAddress,
     LvsMethod,
     ScriptCommand,
     VirtualAddress,
     VirtualServer,
     VrrpInstance,
 )
+from mailha.ip import IPAddress
 from mailha.socketpath import SOCKET_PATH_FIX, socket_path_problem
 from mailha.vrrp import tracking
 from mailha.vrrp.tracking import OWNER_PRIORITY, Tracked

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator, Mapping
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 
 from mailha.checkers.quorum import DesiredPool
 from mailha.config.model import (
@@ -26,6 +26,7 @@ from mailha.config.model import (
 )
 from mailha.config.model import Protocol as CfgProtocol
 from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.ip import IPAddress
 from mailha.lvs.model import (
     MH_FALLBACK,
     MH_PORT,
@@ -43,8 +44,6 @@ from mailha.lvs.model import (
     VirtualServer,
 )
 from mailha.lvs.model import TunnelType as KTunnelType
-
-IPAddress = IPv4Address | IPv6Address
 
 _FLAGS = {
     "flag-1": ServiceFlags.SCHED1,

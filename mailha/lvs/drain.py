@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 
 from mailha.checkers.quorum import DesiredPool
 from mailha.config.model import RealServer
 from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.ip import IPAddress
 
 __all__ = ["DrainTarget", "TargetError", "drain_pool", "parse_target"]
 
-IPAddress = IPv4Address | IPv6Address
 
 
 class TargetError(ValueError):

@@ -38,6 +38,7 @@ from mailha.checkers.result import CheckResult
 from mailha.checkers.scheduler import CheckScheduler
 from mailha.config.model import Checker, Config, LvsMethod, RealServer
 from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.ip import IPAddress
 from mailha.lvs.desired import desired_table, owned_keys
 from mailha.lvs.drain import DrainTarget, drain_pool
 from mailha.lvs.model import Forward, ObservedTable
@@ -46,7 +47,7 @@ from mailha.lvs.netlink import DaemonInfo, DaemonState, IpvsNetlink
 from mailha.lvs.planner import Op, plan
 from mailha.lvs.syncd import wanted_sync_daemons
 from mailha.metrics import IpvsSnapshot, Metrics
-from mailha.net.addresses import Addresses, IPAddress
+from mailha.net.addresses import Addresses
 from mailha.net.sysctl import SysctlChanges, SysctlError, conf_key
 from mailha.procs import ScriptError, run_script
 from mailha.tasks import cancel_and_wait, stop_requested

@@ -28,7 +28,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import MappingProxyType
 from typing import TypeAlias
 
-IPAddress: TypeAlias = IPv4Address | IPv6Address
+from mailha.ip import IPAddress
 
 #: Longest scheduler / persistence-engine name the kernel accepts (IP_VS_SCHEDNAME_MAXLEN - 1).
 NAME_MAX = 15

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 
+from mailha.ip import IPAddress
 from mailha.lvs import wire
 from mailha.lvs.errors import (
     IpvsError,
@@ -38,7 +39,6 @@ from mailha.lvs.errors import (
 from mailha.lvs.model import (
     Destination,
     DestStats,
-    IPAddress,
     ObservedTable,
     Service,
     ServiceKey,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal, TypeAlias
 
+from mailha.ip import IPAddress
 from mailha.lvs.errors import IpvsWireError
 from mailha.lvs.model import (
     NO_TUNNEL_FLAGS,
@@ -30,7 +31,6 @@ from mailha.lvs.model import (
     DestKey,
     DestStats,
     Forward,
-    IPAddress,
     LvsModelError,
     Persistence,
     Protocol,

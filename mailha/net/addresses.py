@@ -28,10 +28,11 @@ from typing import Any, Literal
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from mailha.ip import IPAddress
+
 __all__ = [
     "AddressError",
     "Addresses",
-    "IPAddress",
     "InterfaceAddress",
     "Scope",
     "list_addresses",
@@ -39,7 +40,6 @@ __all__ = [
     "primary_address",
 ]
 
-IPAddress = IPv4Address | IPv6Address
 Scope = Literal["global", "site", "link", "host", "nowhere"]
 
 _SCOPES: dict[str, int] = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}

@@ -31,6 +31,8 @@ import struct
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 
+from mailha.ip import IPAddress
+
 __all__ = [
     "Announcer",
     "ArpError",
@@ -43,7 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IPAddress = IPv4Address | IPv6Address
 
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD

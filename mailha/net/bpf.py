@@ -28,7 +28,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+
+from mailha.ip import IPAddress
 
 __all__ = [
     "ACCEPT",
@@ -55,7 +56,6 @@ BPF_MAXINSNS = 4096
 
 _SRC_OFFSET = {4: 12, 6: 8}  # source address within the IPv4 / IPv6 header
 
-IPAddress = IPv4Address | IPv6Address
 
 
 class FilterError(ValueError):

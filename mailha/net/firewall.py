@@ -28,11 +28,9 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Collection, Mapping
-from ipaddress import IPv4Address, IPv6Address
 
+from mailha.ip import IPAddress
 from mailha.procs import run_script
-
-IPAddress = IPv4Address | IPv6Address
 
 __all__ = ["TABLE", "FirewallError", "NoAcceptFirewall", "ruleset"]
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import TracebackType
 
+from mailha.ip import IPAddress
 from mailha.net import bpf
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
     "kernel_drops",
 ]
 
-IPAddress = IPv4Address | IPv6Address
 
 IPPROTO_VRRP = 112
 VRRP_GROUP_V4 = IPv4Address("224.0.0.18")

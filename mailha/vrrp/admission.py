@@ -22,12 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 
 from mailha.config.model import Authentication, UnicastPeer
+from mailha.ip import IPAddress
 from mailha.vrrp.packet import Advert, AuthType, VrrpDecodeError, decode_advert
-
-IPAddress = IPv4Address | IPv6Address
 
 __all__ = [
     "AdmissionRules",

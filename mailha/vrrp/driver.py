@@ -23,10 +23,10 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Collection
-from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
 
 from mailha.config.model import GlobalConfig, InitialState, VirtualAddress, VrrpInstance
+from mailha.ip import IPAddress
 from mailha.metrics import Metrics
 from mailha.net import arp
 from mailha.net.addresses import AddressError, Addresses, InterfaceAddress
@@ -64,7 +64,6 @@ from mailha.vrrp.packet import (
 from mailha.vrrp.stale import stale_vip_interfaces, stale_vips
 from mailha.vrrp.tracking import EffectivePriority
 
-IPAddress = IPv4Address | IPv6Address
 StateListener = Callable[[str, State], None]
 Scope = Literal["global", "site", "link", "host", "nowhere"]
 

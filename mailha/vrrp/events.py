@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 
-IPAddress = IPv4Address | IPv6Address
+from mailha.ip import IPAddress
 
 
 class State(enum.Enum):

@@ -66,12 +66,12 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
+from mailha.ip import IPAddress
 from mailha.vrrp.events import (
     Action,
     AddVips,
     Diagnostic,
     Discarded,
-    IPAddress,
     PriorityChanged,
     RemoveVips,
     SendAdvert,

@@ -42,6 +42,7 @@ from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final, Literal, NamedTuple, TypeAlias, get_args
 
+from mailha.ip import IPAddress
 from mailha.vrrp.checksum import internet_checksum, ones_complement_sum, pseudo_header
 
 __all__ = [
@@ -54,7 +55,6 @@ __all__ = [
     "Advert",
     "AuthType",
     "DecodeErrorReason",
-    "IPAddress",
     "IPv4Packet",
     "VrrpDecodeError",
     "build_ipv4_packet",
@@ -63,7 +63,6 @@ __all__ = [
     "parse_ipv4_packet",
 ]
 
-IPAddress: TypeAlias = IPv4Address | IPv6Address
 Buffer: TypeAlias = bytes | bytearray | memoryview
 
 VRRP_PROTOCOL: Final = 112

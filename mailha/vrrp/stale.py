@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from mailha.config.model import VrrpInstance
-from mailha.net.addresses import InterfaceAddress, IPAddress
+from mailha.ip import IPAddress
+from mailha.net.addresses import InterfaceAddress
 
 __all__ = ["LOOPBACK", "stale_vip_interfaces", "stale_vips"]
 

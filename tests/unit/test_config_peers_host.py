@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from mailha.config import Config, Diagnostic, load, loads
-from mailha.config.model import IPAddress
 from mailha.config.validate import (
     check_host,
     check_peers,
     check_scripts,
     effective_priority,
 )
-from mailha.vrrp.track import instance_tracking
+from mailha.ip import IPAddress
+from mailha.vrrp.track_scripts import instance_tracking
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE1 = ROOT / "config" / "node1.toml"

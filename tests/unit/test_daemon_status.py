@@ -14,7 +14,7 @@ from typing import Any
 from mailha.config import Config, loads
 from mailha.daemon import Node
 from mailha.vrrp.events import State
-from mailha.vrrp.track import ScriptRun
+from mailha.vrrp.track_scripts import ScriptRun
 
 
 def _config(tmp: Path, instances: str = "") -> Config:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailha.sdnotify import Notifier, watchdog_interval
+from mailha.sdnotify import SystemdNotifier, watchdog_interval
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def _fields(sock: socket.socket) -> list[str]:
 
 def test_ready_with_status_is_one_datagram(listener: tuple[socket.socket, str]) -> None:
     sock, path = listener
-    n = Notifier(path)
+    n = SystemdNotifier(path)
     try:
         assert n.enabled
         assert n.ready("serving 2 VRRP instances")
@@ -62,7 +62,7 @@ def test_ready_with_status_is_one_datagram(listener: tuple[socket.socket, str]) 
 
 def test_status_watchdog_stopping(listener: tuple[socket.socket, str]) -> None:
     sock, path = listener
-    n = Notifier(path)
+    n = SystemdNotifier(path)
     try:
         assert n.status("VI_SMTP MASTER")
         assert _fields(sock) == ["STATUS=VI_SMTP MASTER"]
@@ -77,7 +77,7 @@ def test_status_watchdog_stopping(listener: tuple[socket.socket, str]) -> None:
 def test_reloading_carries_monotonic_usec(listener: tuple[socket.socket, str]) -> None:
     """Type=notify-reload (systemd >= 253) needs MONOTONIC_USEC from CLOCK_MONOTONIC."""
     sock, path = listener
-    n = Notifier(path)
+    n = SystemdNotifier(path)
     try:
         before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         assert n.reloading()
@@ -94,7 +94,7 @@ def test_reloading_carries_monotonic_usec(listener: tuple[socket.socket, str]) -
 
 def test_abstract_socket_name(abstract_listener: tuple[socket.socket, str]) -> None:
     sock, name = abstract_listener
-    n = Notifier(name)
+    n = SystemdNotifier(name)
     try:
         assert n.ready()
         assert _fields(sock) == ["READY=1"]
@@ -107,7 +107,7 @@ def test_notify_socket_from_environment(
 ) -> None:
     sock, name = abstract_listener
     monkeypatch.setenv("NOTIFY_SOCKET", name)
-    n = Notifier()
+    n = SystemdNotifier()
     try:
         assert n.enabled
         assert n.watchdog()
@@ -118,32 +118,32 @@ def test_notify_socket_from_environment(
 
 def test_not_under_systemd_is_a_quiet_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    n = Notifier()
+    n = SystemdNotifier()
     assert not n.enabled
     assert n.ready("x") is False
     assert n.reloading() is False
     n.close()
-    assert Notifier("").enabled is False
+    assert SystemdNotifier("").enabled is False
 
 
 def test_vanished_listener_returns_false_not_an_exception(
     listener: tuple[socket.socket, str],
 ) -> None:
     sock, path = listener
-    n = Notifier(path)
+    n = SystemdNotifier(path)
     try:
         assert n.ready()
         sock.close()
         Path(path).unlink()
         assert n.status("still alive?") is False
-        assert Notifier("/nonexistent/mhI/notify").ready() is False
+        assert SystemdNotifier("/nonexistent/mhI/notify").ready() is False
     finally:
         n.close()
 
 
 def test_close_is_idempotent_and_notifier_reopens(listener: tuple[socket.socket, str]) -> None:
     sock, path = listener
-    n = Notifier(path)
+    n = SystemdNotifier(path)
     assert n.ready()
     n.close()
     n.close()

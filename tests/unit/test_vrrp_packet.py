@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from tcpdump_hex import ETHERTYPE_IPV4, Frame, load_frames, parse_tcpdump_hex
 
+from mailha.ip import IPAddress
 from mailha.vrrp.checksum import internet_checksum, ones_complement_sum, pseudo_header
 from mailha.vrrp.packet import (
     DECODE_ERROR_REASONS,
@@ -24,7 +25,6 @@ from mailha.vrrp.packet import (
     VRRP_PROTOCOL,
     Advert,
     AuthType,
-    IPAddress,
     VrrpDecodeError,
     build_ipv4_packet,
     decode_advert,

@@ -8,12 +8,12 @@ from ipaddress import IPv4Address
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from mailha.ip import IPAddress
 from mailha.vrrp.checksum import internet_checksum, ones_complement_sum, pseudo_header
 from mailha.vrrp.packet import (
     VRRP_PROTOCOL,
     Advert,
     AuthType,
-    IPAddress,
     VrrpDecodeError,
     build_ipv4_packet,
     decode_advert,

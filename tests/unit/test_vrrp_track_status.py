@@ -1,6 +1,6 @@
 """What ``mailha status`` says about tracking: scripts, interfaces, and why FAULT (issue 10).
 
-:func:`mailha.vrrp.track.tracking_status` is pure: configuration, debounced states, last
+:func:`mailha.vrrp.track_scripts.tracking_status` is pure: configuration, debounced states, last
 runs and the clock go in, the typed status comes out. The runner's bookkeeping of the
 last run is checked with real (trivial) commands.
 """
@@ -19,7 +19,7 @@ from mailha.config.model import (
     VrrpScript,
 )
 from mailha.metrics import Metrics
-from mailha.vrrp.track import ScriptRun, ScriptRunner, tracking_status
+from mailha.vrrp.track_scripts import ScriptRun, ScriptRunner, tracking_status
 
 CHK = VrrpScript(name="chk_postfix", script=ScriptCommand(("/opt/postfix.check.sh",)))
 HEAVY = VrrpScript(name="chk_load", script=ScriptCommand(("/bin/true",)), weight=-30)

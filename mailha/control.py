@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from mailha.errors import MailhaError
 from mailha.socketpath import SOCKET_PATH_FIX, socket_path_problem
 
 log = logging.getLogger("mailha.control")
@@ -104,7 +105,7 @@ class ControlServer:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
-class ControlSocketError(RuntimeError):
+class ControlSocketError(MailhaError, RuntimeError):
     """The control socket path holds something that must not be replaced."""
 
 

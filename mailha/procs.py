@@ -36,6 +36,8 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailha.errors import MailhaError
+
 __all__ = [
     "Credentials",
     "ScriptError",
@@ -51,7 +53,7 @@ DEFAULT_KILL_GRACE = 0.5
 _READ_CHUNK = 65536
 
 
-class ScriptError(Exception):
+class ScriptError(MailhaError):
     """A script cannot be parsed or started (bad quoting, unknown user, empty command).
 
     ``reason`` is a stable, human-readable sentence; ``str(exc)`` equals it.

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 
 from mailha.config.model import CheckerCommon, RealServer
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 
 __all__ = ["ConnectError", "Target", "connect_socket", "oserror_reason", "target_of"]
@@ -50,7 +51,7 @@ def oserror_reason(exc: OSError) -> str:
     return f"socket_{name.lower()}"
 
 
-class ConnectError(Exception):
+class ConnectError(MailhaError):
     """The connection could not be made; ``reason`` is a stable token, ``detail`` prose."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -16,6 +16,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Literal
 
+from mailha.errors import MailhaError
+
 Severity = Literal["error", "warning"]
 
 #: A path through the TOML document: table names and keys, with integer indexes for
@@ -109,7 +111,7 @@ class Diagnostic:
         return text
 
 
-class ConfigError(Exception):
+class ConfigError(MailhaError):
     """A configuration that cannot be used, with every diagnostic found.
 
     ``diagnostics`` holds the errors and, for context, the warnings of the same pass;

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from mailha.errors import MailhaError
 from mailha.procs import ScriptError, split_command
 
 __all__ = [
@@ -92,7 +93,7 @@ class Location:
         return f"{self.file}:{self.line}" if self.line else str(self.file)
 
 
-class KeepalivedSyntaxError(Exception):
+class KeepalivedSyntaxError(MailhaError):
     """keepalived.conf text that cannot be read, with the ``file:line`` to fix."""
 
     def __init__(self, location: Location, reason: str) -> None:
@@ -109,7 +110,7 @@ class KeepalivedSyntaxError(Exception):
         return self.location.line
 
 
-class QuoteError(ValueError):
+class QuoteError(MailhaError, ValueError):
     """A string with a quote that is never closed (raised by the word splitters)."""
 
 

@@ -19,13 +19,14 @@ from ipaddress import ip_address
 from mailha.checkers.quorum import DesiredPool
 from mailha.config.model import RealServer
 from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 
 __all__ = ["DrainTarget", "TargetError", "drain_pool", "parse_target"]
 
 
 
-class TargetError(ValueError):
+class TargetError(MailhaError, ValueError):
     """A drain target that cannot be understood; the message says what to write."""
 
 

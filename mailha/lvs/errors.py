@@ -6,11 +6,13 @@ import errno as _errno
 import os
 from typing import TYPE_CHECKING
 
+from mailha.errors import MailhaError
+
 if TYPE_CHECKING:
     from mailha.lvs.planner import Op
 
 
-class IpvsError(Exception):
+class IpvsError(MailhaError):
     """Anything that went wrong talking to the kernel's IPVS."""
 
 

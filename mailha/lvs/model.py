@@ -28,6 +28,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import MappingProxyType
 from typing import TypeAlias
 
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 
 #: Longest scheduler / persistence-engine name the kernel accepts (IP_VS_SCHEDNAME_MAXLEN - 1).
@@ -39,7 +40,7 @@ U32_MAX = 0xFFFFFFFF
 TIMEOUT_MAX = 0x7FFFFFFF // 1000
 
 
-class LvsModelError(ValueError):
+class LvsModelError(MailhaError, ValueError):
     """A desired IPVS object the kernel would refuse (or silently misread)."""
 
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 
 __all__ = [
@@ -51,7 +52,7 @@ IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 
 
-class AddressError(Exception):
+class AddressError(MailhaError):
     """An address operation failed for a reason other than "already so"."""
 
     def __init__(self, reason: str) -> None:

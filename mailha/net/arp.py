@@ -31,6 +31,7 @@ import struct
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 
 __all__ = [
@@ -61,7 +62,7 @@ BROADCAST_MAC = b"\xff" * 6
 ALL_NODES = IPv6Address("ff02::1")
 
 
-class ArpError(Exception):
+class ArpError(MailhaError):
     """An announcement could not be built or sent; ``reason`` is stable and precise."""
 
     def __init__(self, reason: str) -> None:

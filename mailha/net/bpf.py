@@ -29,6 +29,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 
 __all__ = [
@@ -58,7 +59,7 @@ _SRC_OFFSET = {4: 12, 6: 8}  # source address within the IPv4 / IPv6 header
 
 
 
-class FilterError(ValueError):
+class FilterError(MailhaError, ValueError):
     """The peers cannot be expressed as a filter (mixed families, too many)."""
 
 

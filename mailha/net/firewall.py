@@ -29,6 +29,7 @@ import logging
 import shutil
 from collections.abc import Collection, Mapping
 
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 from mailha.procs import run_script
 
@@ -42,7 +43,7 @@ NFT_TIMEOUT = 10.0
 _ND = "nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect"
 
 
-class FirewallError(Exception):
+class FirewallError(MailhaError):
     """``nft`` is missing or refused the table; the message says which and how to fix it."""
 
 

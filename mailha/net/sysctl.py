@@ -29,6 +29,8 @@ import logging
 import os
 from pathlib import Path
 
+from mailha.errors import MailhaError
+
 __all__ = [
     "SysctlChanges",
     "SysctlError",
@@ -45,7 +47,7 @@ PROC_SYS = Path("/proc/sys")
 _MISSING = "no such sysctl (module not loaded or interface missing?)"
 
 
-class SysctlError(Exception):
+class SysctlError(MailhaError):
     """A sysctl cannot be read or written; ``reason`` is stable and precise."""
 
     def __init__(self, name: str, reason: str) -> None:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import TracebackType
 
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 from mailha.net import bpf
 
@@ -99,7 +100,7 @@ _DRAIN_LIMIT = 100_000
 log = logging.getLogger("mailha.net.vrrp_socket")
 
 
-class VrrpSocketError(Exception):
+class VrrpSocketError(MailhaError):
     """Opening or sending failed; ``reason`` is stable and precise, ``errno`` if any."""
 
     def __init__(self, reason: str, errno_: int | None = None) -> None:

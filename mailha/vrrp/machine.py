@@ -66,6 +66,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 from mailha.vrrp.events import (
     Action,
@@ -95,7 +96,7 @@ __all__ = [
 _TIME_EPSILON = 1e-9
 
 
-class MachineError(Exception):
+class MachineError(MailhaError):
     """Base class for the machine's own errors; ``reason`` is a stable token."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -42,6 +42,7 @@ from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final, Literal, NamedTuple, TypeAlias, get_args
 
+from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 from mailha.vrrp.checksum import internet_checksum, ones_complement_sum, pseudo_header
 
@@ -129,7 +130,7 @@ DECODE_ERROR_REASONS: Final[frozenset[str]] = frozenset(get_args(DecodeErrorReas
 """
 
 
-class VrrpDecodeError(Exception):
+class VrrpDecodeError(MailhaError):
     """A received packet is not a well-formed VRRP advertisement.
 
     ``reason`` is one of :data:`DECODE_ERROR_REASONS` (for counters); ``detail`` is the

@@ -30,13 +30,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from mailha.errors import MailhaError
+
 #: keepalived accepts weights in this range for scripts and interfaces.
 MIN_WEIGHT = -253
 MAX_WEIGHT = 253
 OWNER_PRIORITY = 255
 
 
-class TrackingError(ValueError):
+class TrackingError(MailhaError, ValueError):
     """A tracking parameter is out of range; ``reason`` is stable."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

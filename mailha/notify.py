@@ -21,7 +21,6 @@ timeout; failures are logged with the tail of the script's output.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from mailha.procs import ScriptError, ScriptResult, ScriptRunner, run_script, split_command
+from mailha.tasks import cancel_and_wait
 
 __all__ = [
     "DEFAULT_NOTIFY_TIMEOUT",
@@ -40,6 +40,7 @@ __all__ = [
     "NotifyScripts",
     "NotifyState",
     "notify_commands",
+    "run_notify_script",
 ]
 
 log = logging.getLogger(__name__)
@@ -146,16 +147,17 @@ def notify_commands(
 _Run = tuple[Command, tuple[str, ...]]
 
 
-def _run_notify_script(
+def run_notify_script(
     argv: Sequence[str],
     *,
-    timeout: float,
+    timeout: float = DEFAULT_NOTIFY_TIMEOUT,
     user: str | None = None,
     group: str | None = None,
     env: Mapping[str, str] | None = None,
     output_limit: int = 4096,
 ) -> Awaitable[ScriptResult]:
-    """run_script, leaving alone what a notify script starts in the background."""
+    """Run one notify script (VRRP's, a real server's, a quorum's) as keepalived does:
+    bounded by ``timeout``, and what it starts in the background is left alone."""
     return run_script(argv, timeout=timeout, user=user, group=group, env=env,
                       output_limit=output_limit, kill_leftovers=False)
 
@@ -181,7 +183,7 @@ class Notifier:
         self,
         *,
         timeout: float = DEFAULT_NOTIFY_TIMEOUT,
-        runner: ScriptRunner = _run_notify_script,
+        runner: ScriptRunner = run_notify_script,
         on_result: Callable[[NotifyOutcome], None] | None = None,
     ) -> None:
         self._timeout = timeout
@@ -238,15 +240,13 @@ class Notifier:
         self._closed = True
         limit = self._timeout if grace is None else grace
         try:
-            await asyncio.wait_for(self.drain(), limit)
+            async with asyncio.timeout(limit):
+                await self.drain()
         except TimeoutError:
             log.warning("notify scripts still queued after %.1f s at shutdown; abandoning",
                         limit)
-        for task in self._workers.values():
-            task.cancel()
-        for task in self._workers.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Re-cancelled until they end (a single cancel can be swallowed on 3.11).
+        await cancel_and_wait(self._workers.values(), within=5.0, what="notify queues")
         self._workers.clear()
         self._queues.clear()
 

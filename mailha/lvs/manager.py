@@ -49,14 +49,14 @@ from mailha.lvs.syncd import wanted_sync_daemons
 from mailha.metrics import IpvsSnapshot, Metrics
 from mailha.net.addresses import Addresses
 from mailha.net.sysctl import SysctlChanges, SysctlError, conf_key
-from mailha.procs import ScriptError, run_script
+from mailha.notify import run_notify_script
+from mailha.procs import ScriptError
 from mailha.tasks import cancel_and_wait, stop_requested
 from mailha.vrrp.events import State
 
 log = logging.getLogger("mailha.lvs")
 
 RESYNC_INTERVAL = 5.0
-NOTIFY_TIMEOUT = 30.0
 #: The file, next to the control socket, that keeps the sysctls' originals across a crash.
 SYSCTL_JOURNAL = "sysctl-originals.json"
 #: Bound on stopping the manager's own loops (checks, reconcile) before withdrawing.
@@ -457,7 +457,7 @@ class LvsManager:
         user = cmd.user or self.config.global_.script_user
         group = cmd.group or self.config.global_.script_group
         try:
-            result = await run_script(cmd.argv, timeout=NOTIFY_TIMEOUT, user=user, group=group)
+            result = await run_notify_script(cmd.argv, user=user, group=group)
         except ScriptError as exc:
             log.warning("%s script %s cannot run: %s", event.kind.value, cmd, exc)
             return

@@ -12,7 +12,9 @@ import socket
 from pathlib import Path
 from typing import Any, cast
 
+from mailha.checkers.quorum import EventKind, HealthEvent
 from mailha.config import loads
+from mailha.config.model import ScriptCommand
 from mailha.lvs.manager import LvsManager
 from mailha.metrics import Metrics
 
@@ -106,3 +108,28 @@ misc_path = "/bin/true"
 
 async def _nothing() -> None:
     return None
+
+
+async def test_real_server_notify_scripts_run_as_vrrp_ones_do(tmp_path: Path) -> None:
+    """One notify runner: what a notify_up script starts in the background outlives it,
+    as with VRRP's notify scripts (the manager's own copy killed it with the script)."""
+    mark = tmp_path / "late-mark"
+    script = tmp_path / "notify_up.sh"
+    script.write_text(f"#!/bin/sh\n(sleep 0.3; touch {mark}) &\nexit 0\n")
+    script.chmod(0o755)
+    config = loads(service_config(tmp_path) + """
+[[virtual_server.real_server]]
+ip = "127.0.0.1"
+port = 25
+[virtual_server.real_server.TCP_CHECK]
+""", tmp_path / "mailha.toml")
+    manager = LvsManager(config, metrics=Metrics(), addresses=cast(Any, None))
+    vs = config.virtual_servers[0]
+    event = HealthEvent(EventKind.REAL_SERVER_UP, vs, vs.real_servers[0],
+                        ScriptCommand((str(script),)), "test")
+    await manager._run_notify(event)
+    for _ in range(250):  # the background child touches the mark 0.3 s later (<= 5 s)
+        if mark.exists():
+            break
+        await asyncio.sleep(0.02)
+    assert mark.exists()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import itertools
 import os
 import socket
@@ -22,17 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from lab import netns as lab_netns
 from mailha.lvs.netlink import IpvsNetlink
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 _names = itertools.count()
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def run(*argv: str, check: bool = True) -> str:
@@ -78,13 +70,8 @@ def ipvsadm() -> Ipvsadm:
 @pytest.fixture
 def private_netns() -> Iterator[None]:
     """Move the test thread into a new, empty network namespace for the test."""
-    with open("/proc/self/ns/net", "rb") as home:
-        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-        try:
-            run("ip", "link", "set", "lo", "up")
-            yield
-        finally:
-            _check(_libc.setns(home.fileno(), CLONE_NEWNET), "setns(home)")
+    with lab_netns.private():
+        yield
 
 
 @pytest.fixture
@@ -112,12 +99,8 @@ class NatLab:
     @contextlib.contextmanager
     def inside(self, netns: str) -> Iterator[None]:
         """Run a block (that must not await) in a named namespace."""
-        with open("/proc/self/ns/net", "rb") as home, open(f"/run/netns/{netns}", "rb") as ns:
-            _check(_libc.setns(ns.fileno(), CLONE_NEWNET), f"setns({netns})")
-            try:
-                yield
-            finally:
-                _check(_libc.setns(home.fileno(), CLONE_NEWNET), "setns(home)")
+        with lab_netns.entered(netns):
+            yield
 
     def tcp_socket(self, netns: str) -> socket.socket:
         with self.inside(netns):

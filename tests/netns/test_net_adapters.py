@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
-import os
 import secrets
 import shutil
 import socket
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import netns
 from mailha.net import arp
 from mailha.net.addresses import AddressError, Addresses, owns_address
 from mailha.net.arp import (
@@ -41,27 +40,7 @@ from mailha.net.links import LinkState, LinkWatcher
 from mailha.net.sysctl import SysctlChanges, SysctlError, conf_key, read_sysctl
 from mailha.net.vrrp_socket import VrrpSocket, VrrpSocketError, drops_since, kernel_drops
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-@contextlib.contextmanager
-def _inside(ns: str) -> Iterator[None]:
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-    try:
-        _setns(target)
-        yield
-    finally:
-        _setns(home)
-        os.close(target)
-        os.close(home)
+_inside = netns.entered  # the thread in a namespace while sockets are created
 
 
 def _ip(*args: str) -> None:

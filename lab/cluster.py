@@ -25,7 +25,8 @@ from lab.netns import Process
 from lab.postfix import master_pidfile
 from lab.seedlab import postfix_dir
 from lab.topology import SeedTopology
-from mailha.importer.toml_out import InlineTable, TomlValue, dumps
+from mailha.importer.toml_out import InlineTable, dumps
+from mailha.tomlfmt import TomlValue
 
 __all__ = ["ClusterOptions", "MailhaCluster", "live_destinations", "node_config"]
 

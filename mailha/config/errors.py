@@ -9,7 +9,6 @@ the way), because fixing a file one message per run is miserable.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -17,16 +16,14 @@ from pathlib import Path
 from typing import Literal
 
 from mailha.errors import MailhaError
+from mailha.tomlfmt import format_key as toml_key
+from mailha.tomlfmt import format_value
 
 Severity = Literal["error", "warning"]
 
 #: A path through the TOML document: table names and keys, with integer indexes for
 #: elements of arrays (``("virtual_server", 0, "real_server", 1, "weight")``).
 KeyPath = tuple[str | int, ...]
-
-
-def _bare(part: str) -> bool:
-    return bool(part) and all(c.isascii() and (c.isalnum() or c in "_-") for c in part)
 
 
 def format_key(path: KeyPath) -> str:
@@ -40,29 +37,33 @@ def format_key(path: KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        name = part if _bare(part) else '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        name = toml_key(part)
         out += f".{name}" if out else name
     return out
 
 
 def toml_repr(value: object, limit: int = 60) -> str:
-    """A value as it would be written in TOML (shortened), for diagnostics."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-    elif isinstance(value, list):
-        text = "[" + ", ".join(toml_repr(v, limit) for v in value) + "]"
-    elif isinstance(value, dict):
-        inner = ", ".join(
-            f"{format_key((str(k),))} = {toml_repr(v, limit)}" for k, v in value.items()
-        )
-        text = "{ " + inner + " }" if inner else "{}"
-    elif isinstance(value, datetime | date | time):
-        text = value.isoformat()
-    else:
-        text = str(value)
+    """A value as it would be written in TOML (on one line, shortened), for diagnostics.
+
+    TOML's own values go through :mod:`mailha.tomlfmt`, the writer the importer uses;
+    what TOML has no literal for (an address object, a tuple of the model) is shown the
+    way a person would write it.
+    """
+    text = _one_line(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(value: object) -> str:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_one_line(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{toml_key(str(k))} = {_one_line(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, bool | int | float | str):
+        return format_value(value)
+    return str(value)
 
 
 def _sentence(text: str) -> str:

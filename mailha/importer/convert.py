@@ -27,7 +27,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from mailha.importer.kaconf import Block, Node, QuoteError, split_quoted
-from mailha.importer.toml_out import InlineTable, TomlTable, TomlValue, dumps
+from mailha.importer.toml_out import InlineTable, dumps
+from mailha.tomlfmt import TomlTable, TomlValue
 
 __all__ = ["ImportResult", "Unsupported", "convert", "quote_command"]
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailha.importer.toml_out import InlineTable, TomlValue, dumps, format_key, format_string
+from mailha.importer.toml_out import InlineTable, dumps
+from mailha.tomlfmt import TomlValue, format_key, format_string
 
 
 def test_sections_arrays_of_tables_and_inline_tables() -> None:

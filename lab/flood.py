@@ -52,7 +52,7 @@ SPOOFED_REASONS = {
 #: At most this many seconds, whatever the caller asks: the flood must stop by itself.
 MAX_SECONDS = 120.0
 
-_CHECKOUT = str(Path(__file__).resolve().parents[2])
+_CHECKOUT = str(Path(__file__).resolve().parents[1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 from lab.netns import socket_in
 
-REPO = Path(__file__).resolve().parents[2]  # a checkout: deploy/ is beside mailha/
+REPO = Path(__file__).resolve().parents[1]  # the checkout: deploy/ is beside lab/
 RULES = REPO / "deploy" / "prometheus" / "mailha-rules.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "mailha.json"
 PROMETHEUS_BIN = "/usr/bin/prometheus"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,12 @@ def test_log_time_and_acceptance_stamp() -> None:
     assert msg.message_id == "<m1@loss.lab>"
     assert msg.logged_at is not None
     assert abs(msg.logged_at - log_time(log, now=time.time())) < 1.0  # type: ignore[operator]
+
+
+def test_the_lab_finds_the_checkout_it_lives_in() -> None:
+    """The lab is the checkout's, not the package's: paths it derives from its own place
+    must point at this checkout (they pointed one level too high after it moved)."""
+    from lab import flood, prometheus
+
+    assert prometheus.RULES.is_file() and prometheus.DASHBOARD.is_file()
+    assert (Path(flood._CHECKOUT) / "lab" / "flood.py").is_file()

@@ -214,8 +214,9 @@ class MailhaCluster:
         deadline = loop.time() + time_limit
         while " running with " not in self._log_from(node, offset):
             if not proc.running:
-                tail = self._log_from(node, offset)[-2000:]
-                raise NetnsError("mailha_exited", f"{node}: {tail}")
+                tail = self._log_from(node, offset)[-2000:] or "(it wrote nothing)"
+                raise NetnsError("mailha_exited",
+                                 f"{node}: exit {proc.returncode} ({' '.join(proc.argv)}): {tail}")
             if loop.time() > deadline:
                 raise NetnsError("mailha_start", f"{node} did not start in {time_limit:g}s")
             await asyncio.sleep(0.05)

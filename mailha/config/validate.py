@@ -28,6 +28,7 @@ warning when it is off, as keepalived logs it.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import itertools
 import os
@@ -707,17 +708,6 @@ def _check_script_security(
     )
 
 
-def local_addresses() -> frozenset[IPAddress]:
-    """The addresses configured on this host's interfaces (via rtnetlink)."""
-    import ipaddress
-
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        found = {msg.get("address") for msg in ipr.get_addr()}
-    return frozenset(ipaddress.ip_address(a.split("%")[0]) for a in found if isinstance(a, str))
-
-
 def interface_exists(name: str) -> bool:
     try:
         socket.if_nametoindex(name)
@@ -735,12 +725,14 @@ def check_this_host(
     """:func:`check_host` and :func:`check_scripts` against the real machine.
 
     The daemon calls this at start with the default (missing scripts are errors) and
-    passes ``owned``, the addresses it read over its own asynchronous netlink socket
-    (pyroute2's synchronous API cannot run inside an event loop); ``mailha check``
-    passes ``script_severity="warning"`` and lets this function read them.
+    passes ``owned``, the addresses it read over its own netlink socket; ``mailha
+    check`` passes ``script_severity="warning"`` and lets this function read them, with
+    the same reader (:func:`mailha.net.addresses.local_addresses`) in a loop of its own.
     """
     if owned is None:
-        owned = local_addresses()
+        from mailha.net.addresses import local_addresses
+
+        owned = asyncio.run(local_addresses())
     return (check_host(config, owned.__contains__, interface_exists)
             + check_scripts(config, severity=script_severity) + check_control_socket(config))
 

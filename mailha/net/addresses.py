@@ -272,6 +272,12 @@ async def list_addresses(ifname: str, family: int | None = None) -> tuple[Interf
         return await addrs.list(ifname, family)
 
 
+async def local_addresses() -> frozenset[IPAddress]:
+    """One-shot :meth:`Addresses.local_addresses` (``mailha check --host``)."""
+    async with Addresses() as addrs:
+        return await addrs.local_addresses()
+
+
 async def owns_address(address: IPAddress | str) -> bool:
     """One-shot :meth:`Addresses.owns`: validate ``unicast_src_ip`` at start."""
     async with Addresses() as addrs:

@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return 2
     if args.command == "check":
-        from mailha.config import check_command
+        from mailha.check import check_command
 
         return check_command(args.configs, out=sys.stdout, host_checks=args.host)
     if args.command == "serve":

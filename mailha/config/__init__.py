@@ -6,14 +6,13 @@ Cross-file and host checks are in :mod:`mailha.config.validate`.
 """
 
 from mailha.config.errors import ConfigError, Diagnostic
-from mailha.config.loader import check_command, load, load_with_warnings, loads, loads_with_warnings
+from mailha.config.loader import load, load_with_warnings, loads, loads_with_warnings
 from mailha.config.model import Config
 
 __all__ = [
     "Config",
     "ConfigError",
     "Diagnostic",
-    "check_command",
     "load",
     "load_with_warnings",
     "loads",

@@ -31,10 +31,10 @@ import math
 import re
 import socket
 import tomllib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 from mailha.config import nesting, validate
 from mailha.config.errors import (
@@ -84,7 +84,7 @@ from mailha.config.model import (
 from mailha.ip import IPAddress
 from mailha.procs import ScriptError, split_command
 
-__all__ = ["check_command", "load", "load_with_warnings", "loads", "loads_with_warnings"]
+__all__ = ["load", "load_with_warnings", "loads", "loads_with_warnings"]
 
 T = TypeVar("T")
 Conv = Callable[[object], Any]
@@ -1407,42 +1407,3 @@ RS_SPEC: dict[str, Conv] = {
 RS_KEYS = RS_SPEC.keys() | CHECKER_DEFAULTS_SPEC.keys() | set(CHECKER_KINDS) | {
     "ip", "tunnel", "notify_up", "notify_down", "delay_loop",
 }
-
-
-# ------------------------------------------------------------------- mailha check
-
-
-def check_command(paths: Sequence[Path], *, out: TextIO, host_checks: bool) -> int:
-    """``mailha check FILE...``: print every diagnostic and a summary; 0 if no errors.
-
-    Each file is loaded on its own; files that load are then checked against each other
-    (:func:`~mailha.config.validate.check_peers`) and, with ``host_checks``, against
-    this machine, where missing scripts are warnings (the file may be meant for
-    another node).
-    """
-    found: list[Diagnostic] = []
-    configs: list[Config] = []
-    for path in paths:
-        try:
-            config, warnings = load_with_warnings(path)
-        except ConfigError as exc:
-            found += exc.diagnostics
-            continue
-        configs.append(config)
-        found += warnings
-        if host_checks:
-            found += validate.check_this_host(config, script_severity="warning")
-    if len(configs) > 1:
-        found += validate.check_peers(configs)
-    found.sort(key=Diagnostic.sort_key)
-    for diagnostic in found:
-        print(diagnostic, file=out)
-    errors = sum(d.is_error for d in found)
-    warnings_ = len(found) - errors
-    files = f"{len(paths)} file{'s' if len(paths) != 1 else ''}"
-    if not found:
-        print(f"{files} checked: OK", file=out)
-    else:
-        print(f"{files} checked: {errors} error{'s' if errors != 1 else ''}, "
-              f"{warnings_} warning{'s' if warnings_ != 1 else ''}", file=out)
-    return 1 if errors else 0

@@ -6,7 +6,7 @@ import io
 import socket
 from pathlib import Path
 
-from mailha.config import check_command
+from mailha.check import check_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data" / "config"

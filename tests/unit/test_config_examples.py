@@ -7,8 +7,8 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+from mailha.config import keys as L
 from mailha.config import load_with_warnings
-from mailha.config import loader as L
 from mailha.config.inert import INERT, NO_EFFECT
 from mailha.config.model import InitialState, LvsMethod, SmtpCheck
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailha.config import Config, ConfigError, loads
-from mailha.config import loader as L
+from mailha.config import keys as L
 
 SOURCE = Path("fuzz.toml")
 

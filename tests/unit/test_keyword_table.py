@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from mailha.config import loader as L
+from mailha.config import keys as L
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gen-keyword-table"

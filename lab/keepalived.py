@@ -18,13 +18,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 from lab import netns
 from lab.errors import KeepalivedError
 from lab.netns import Process
 from lab.topology import SeedTopology
+from mailha.resource import AsyncResource
 
 __all__ = [
     "Keepalived",
@@ -219,7 +219,7 @@ def parse_states(log: str) -> dict[str, list[State]]:
     return states
 
 
-class Keepalived:
+class Keepalived(AsyncResource):
     """One keepalived (VRRP only) in namespace ``netns``; an async context manager."""
 
     def __init__(self, directory: Path, config: KeepalivedConfig, *, netns: str | None) -> None:
@@ -285,16 +285,10 @@ class Keepalived:
         if self._proc is not None:
             self._proc.send_signal(sig)
 
-    async def __aenter__(self) -> Keepalived:
+    async def _enter(self) -> None:
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         try:
             await self.stop()
         except BaseException:

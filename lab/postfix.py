@@ -39,11 +39,11 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from lab import netns
 from lab.errors import PostfixError
 from lab.netns import Process
+from mailha.resource import AsyncResource
 
 __all__ = [
     "Delivery",
@@ -332,7 +332,7 @@ def master_pidfile(directory: Path) -> Path:
     return directory / "queue" / "pid" / "master.pid"
 
 
-class Postfix:
+class Postfix(AsyncResource):
     """One lab Postfix instance under ``directory``, run inside namespace ``netns``.
 
     ``async with Postfix(...)`` starts it and always stops it. :meth:`abort` crashes it on
@@ -487,16 +487,10 @@ class Postfix:
             await asyncio.sleep(0.02)
         return True
 
-    async def __aenter__(self) -> Postfix:
+    async def _enter(self) -> None:
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         try:
             await self.stop()
         except BaseException:

@@ -27,12 +27,12 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import aiosmtplib
 
 from lab.errors import LoadError
 from lab.netns import run, socket_in
+from mailha.resource import AsyncResource
 
 __all__ = [
     "Attempt",
@@ -412,7 +412,7 @@ async def read_banner(
     return data.split(b"\n", 1)[0]
 
 
-class OutageProbe:
+class OutageProbe(AsyncResource):
     """Poll ``host:port`` every ``interval`` s (connect + read a 220 banner), record gaps.
 
     ::
@@ -524,14 +524,8 @@ class OutageProbe:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         return self.report()
 
-    async def __aenter__(self) -> OutageProbe:
+    async def _enter(self) -> None:
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         await self.stop()

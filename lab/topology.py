@@ -27,11 +27,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from lab import netns
 from lab.errors import NetnsError
 from lab.netns import CommandResult, InterfaceAddress, Process
+from mailha.resource import AsyncResource
 
 __all__ = ["SEED_SUBNET", "Node", "SeedTopology", "Topology", "TopologySpec", "seed_spec"]
 
@@ -120,7 +120,7 @@ def seed_spec(prefix: str, subnet: str = SEED_SUBNET) -> TopologySpec:
     return TopologySpec(prefix, nodes)
 
 
-class Topology:
+class Topology(AsyncResource):
     """A running topology (async context manager): built on enter, destroyed on exit.
 
     Teardown runs on normal exit, on exceptions and on cancellation (Ctrl-C under
@@ -179,16 +179,10 @@ class Topology:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def __aenter__(self) -> Topology:
+    async def _enter(self) -> None:
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         await self.close()
 
     async def start(self) -> None:

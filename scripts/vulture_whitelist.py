@@ -6,9 +6,11 @@ used where it cannot see. Each says why; anything else it reports is dead and go
 # ruff: noqa
 # mypy: ignore-errors
 
-# The (exc_type, exc, tb) signature of __aexit__, fixed by the protocol.
+# The (exc_type, exc, tb) signature of __aexit__, fixed by the protocol (mailha.resource
+# takes it as *exc_info once; the classes that do more on exit spell it out).
 exc_type
 tb
+exc_info
 
 # Fields of data read from the kernel or reported whole (JSON, dataclass reprs), kept so
 # the model says what the other side sends even where no code reads a field yet.

@@ -25,7 +25,6 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from types import TracebackType
 
 from mailha.ip import IPAddress
 from mailha.lvs import wire
@@ -48,6 +47,7 @@ from mailha.lvs.model import (
 )
 from mailha.lvs.planner import AddDest, AddService, DelService, EditDest, EditService, Op
 from mailha.lvs.wire import DaemonInfo, DaemonState, Reply, Timeouts
+from mailha.resource import AsyncResource
 
 __all__ = ["ApplyResult", "DaemonInfo", "DaemonState", "IpvsNetlink", "Timeouts"]
 
@@ -87,7 +87,7 @@ class ApplyResult:
             raise self.errors[0]
 
 
-class IpvsNetlink:
+class IpvsNetlink(AsyncResource):
     """The kernel's IPVS table: observe it, apply planner operations, and the rest.
 
     Open with :meth:`open` (resolves the "IPVS" generic-netlink family, loading
@@ -131,15 +131,8 @@ class IpvsNetlink:
     async def close(self) -> None:
         self._sock.close()
 
-    async def __aenter__(self) -> IpvsNetlink:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         await self.close()
 
     @property

@@ -46,11 +46,11 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from types import TracebackType
 
 from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 from mailha.net import bpf
+from mailha.resource import AsyncResource
 
 __all__ = [
     "IPPROTO_VRRP",
@@ -129,7 +129,7 @@ class Received:
     dropped: int = 0
 
 
-class VrrpSocket:
+class VrrpSocket(AsyncResource):
     """A raw VRRP socket on one interface.  Create with :meth:`open`."""
 
     def __init__(
@@ -237,15 +237,8 @@ class VrrpSocket:
         return cls(sock, family=af, ifname=ifname, ifindex=ifindex, src=src,
                    peers=tuple(peers), multicast=multicast, filtered=filtered, group=group)
 
-    async def __aenter__(self) -> VrrpSocket:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         self.close()
 
     def fileno(self) -> int:

@@ -22,7 +22,6 @@ import errno
 import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from types import TracebackType
 from typing import Any, Literal
 
 from pyroute2 import AsyncIPRoute
@@ -30,6 +29,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from mailha.errors import MailhaError
 from mailha.ip import IPAddress
+from mailha.resource import AsyncResource
 
 __all__ = [
     "AddressError",
@@ -82,7 +82,7 @@ class InterfaceAddress:
         return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
 
 
-class Addresses:
+class Addresses(AsyncResource):
     """An open rtnetlink connection for address work.
 
     ``async with Addresses() as addrs: await addrs.add("eth0", vip, 24)``.  The socket
@@ -103,15 +103,10 @@ class Addresses:
             self._ipr.close()
             self._ipr = None
 
-    async def __aenter__(self) -> Addresses:
-        return await self.open()
+    async def _enter(self) -> None:
+        await self.open()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         self.close()
 
     @property

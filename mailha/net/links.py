@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+from mailha.resource import AsyncResource
 
 __all__ = ["LinkState", "LinkWatcher", "is_usable"]
 
@@ -49,7 +50,7 @@ class LinkState:
     exists: bool = True
 
 
-class LinkWatcher:
+class LinkWatcher(AsyncResource):
     """Subscribe to link events; ``ifnames`` restricts reporting (None: every link).
 
     ``async with LinkWatcher({"eth0"}) as w: print(w.states); async for s in
@@ -67,7 +68,7 @@ class LinkWatcher:
         """Current known state of every watched interface, by name."""
         return {s.ifname: s for s in self._by_index.values() if self._wanted(s.ifname)}
 
-    async def __aenter__(self) -> LinkWatcher:
+    async def _enter(self) -> None:
         ipr = AsyncIPRoute()
         try:
             await ipr.bind(groups=RTMGRP_LINK)  # subscribe first: no gap before the dump
@@ -79,14 +80,8 @@ class LinkWatcher:
             ipr.close()
             raise
         self._ipr = ipr
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _exit(self) -> None:
         self.close()
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ from lab.errors import NetnsError
 from lab.netns import CommandResult, InterfaceAddress, Process
 from mailha.resource import AsyncResource
 
-__all__ = ["SEED_SUBNET", "Node", "SeedTopology", "Topology", "TopologySpec", "seed_spec"]
+__all__ = ["SEED_SUBNET", "LabHost", "SeedTopology", "Topology", "TopologySpec", "seed_spec"]
 
 SEED_SUBNET = "10.12.49.0/24"
 """The seed scenario's subnet: nodes .35 and .36, VIP .37; the lab's client is .10."""
@@ -43,7 +43,7 @@ _SEED_VIP_HOST = 37
 
 
 @dataclass(frozen=True)
-class Node:
+class LabHost:
     """A lab host: a short name (``n1``) and its address with prefix length."""
 
     name: str
@@ -55,7 +55,7 @@ class TopologySpec:
     """The shape of a lab: which nodes, which addresses, which name prefix."""
 
     prefix: str
-    nodes: tuple[Node, ...]
+    nodes: tuple[LabHost, ...]
 
     def __post_init__(self) -> None:
         netns.check_prefix(self.prefix)
@@ -86,7 +86,7 @@ class TopologySpec:
     def bridge(self) -> str:
         return f"{self.prefix}br"
 
-    def node(self, name: str) -> Node:
+    def node(self, name: str) -> LabHost:
         for node in self.nodes:
             if node.name == name:
                 return node
@@ -114,7 +114,7 @@ def seed_spec(prefix: str, subnet: str = SEED_SUBNET) -> TopologySpec:
     if net.num_addresses < 64:
         raise NetnsError("invalid subnet", f"{subnet} is too small for hosts .35-.37")
     nodes = tuple(
-        Node(name, ipaddress.IPv4Interface(f"{net.network_address + host}/{net.prefixlen}"))
+        LabHost(name, ipaddress.IPv4Interface(f"{net.network_address + host}/{net.prefixlen}"))
         for name, host in _SEED_HOSTS.items()
     )
     return TopologySpec(prefix, nodes)

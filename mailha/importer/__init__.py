@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TextIO
 
 from mailha.importer.convert import ImportResult, Unsupported, convert
-from mailha.importer.kaconf import Block, KeepalivedSyntaxError, Location, Node, parse
+from mailha.importer.kaconf import Block, KeepalivedSyntaxError, Location, Statement, parse
 
 __all__ = [
     "Block",
     "ImportResult",
     "KeepalivedSyntaxError",
     "Location",
-    "Node",
+    "Statement",
     "Unsupported",
     "convert",
     "import_command",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from mailha.importer.kaconf import Block, Node, QuoteError, split_quoted
+from mailha.importer.kaconf import Block, QuoteError, Statement, split_quoted
 from mailha.importer.toml_out import InlineTable
 from mailha.tomlfmt import TomlTable, TomlValue
 
@@ -65,7 +65,7 @@ def quote_command(argv: list[str] | tuple[str, ...]) -> str:
     return " ".join(parts)
 
 
-_Handler = Callable[["_Converter", Node, TomlTable], None]
+_Handler = Callable[["_Converter", Statement, TomlTable], None]
 
 
 class _Converter:
@@ -79,19 +79,19 @@ class _Converter:
         self.instances: TomlTable = {}
         self.groups: TomlTable = {}
         self.virtual_servers: list[TomlValue] = []
-        self._origins: dict[tuple[int, str], Node] = {}
+        self._origins: dict[tuple[int, str], Statement] = {}
         #: track_script entries, checked against the vrrp_scripts once all are known.
-        self.script_refs: list[tuple[list[TomlValue], TomlValue, Node]] = []
+        self.script_refs: list[tuple[list[TomlValue], TomlValue, Statement]] = []
         self.added: list[str] = []
 
     # -- reporting ----------------------------------------------------------------
 
-    def skip(self, node: Node, reason: str, keyword: str | None = None) -> None:
+    def skip(self, node: Statement, reason: str, keyword: str | None = None) -> None:
         self.unsupported.append(
             Unsupported(node.location.file, node.location.line, keyword or node.keyword, reason)
         )
 
-    def set(self, table: TomlTable, key: str, value: TomlValue, node: Node) -> None:
+    def set(self, table: TomlTable, key: str, value: TomlValue, node: Statement) -> None:
         """Set ``key``; when it was set before, say that the later value wins (as in keepalived)."""
         previous = self._origins.get((id(table), key))
         if previous is not None and table.get(key) != value:
@@ -105,13 +105,13 @@ class _Converter:
 
     # -- argument readers (report and return None when unusable) -----------------
 
-    def arg(self, node: Node, index: int = 0, what: str = "a value") -> str | None:
+    def arg(self, node: Statement, index: int = 0, what: str = "a value") -> str | None:
         if index < len(node.args):
             return node.args[index]
         self.skip(node, f"missing {what}; not carried over")
         return None
 
-    def integer(self, node: Node, text: str | None) -> int | None:
+    def integer(self, node: Statement, text: str | None) -> int | None:
         if text is None:
             return None
         if _INTEGER.fullmatch(text):
@@ -119,7 +119,7 @@ class _Converter:
         self.skip(node, f"invalid value {text!r}: expected an integer")
         return None
 
-    def number(self, node: Node, text: str | None) -> int | float | None:
+    def number(self, node: Statement, text: str | None) -> int | float | None:
         """keepalived's <TIMER>: written back as an integer when it is one."""
         if text is None:
             return None
@@ -130,7 +130,7 @@ class _Converter:
         self.skip(node, f"invalid value {text!r}: expected a number of seconds")
         return None
 
-    def boolean(self, node: Node, index: int = 0) -> bool | None:
+    def boolean(self, node: Statement, index: int = 0) -> bool | None:
         """A flag: present means on, unless followed by on|off|true|false|yes|no."""
         if index >= len(node.args):
             return True
@@ -142,7 +142,7 @@ class _Converter:
         self.skip(node, f"invalid value {node.args[index]!r}: expected on|off|true|false|yes|no")
         return None
 
-    def command(self, node: Node, *, with_user: bool) -> TomlValue | None:
+    def command(self, node: Statement, *, with_user: bool) -> TomlValue | None:
         """``keyword CMD [user [group]]`` -> a command string, or an inline table with user."""
         try:
             words = list(node.quoted_args())
@@ -171,7 +171,7 @@ class _Converter:
             table["group"] = extra[1]
         return table
 
-    def user(self, node: Node, table: TomlTable) -> None:
+    def user(self, node: Statement, table: TomlTable) -> None:
         """``user USER [GROUP]`` -> ``user`` and ``group`` keys."""
         name = self.arg(node, 0, "a user name")
         if name is None:
@@ -182,15 +182,15 @@ class _Converter:
         if len(node.args) > 2:
             self.skip(node, f"extra words {' '.join(node.args[2:])!r} after user and group")
 
-    def no_args(self, node: Node) -> None:
+    def no_args(self, node: Statement) -> None:
         if node.args:
             self.skip(node, f"unexpected words {' '.join(node.args)!r}; ignored")
 
-    def no_block(self, node: Node) -> None:
+    def no_block(self, node: Statement) -> None:
         if node.block is not None:
             self.skip(node, "unexpected '{ }' block after this keyword; its content is ignored")
 
-    def need_block(self, node: Node) -> Block | None:
+    def need_block(self, node: Statement) -> Block | None:
         if node.block is None:
             self.skip(node, "expected a '{ }' block after this keyword; not carried over")
         return node.block
@@ -322,7 +322,7 @@ def _reason(keyword: str, reasons: Mapping[str, str]) -> str:
 
 
 def _string(key: str) -> _Handler:
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         c.no_block(node)
         value = c.arg(node)
         if value is not None:
@@ -334,7 +334,7 @@ def _string(key: str) -> _Handler:
 
 
 def _upper(key: str) -> _Handler:
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         value = c.arg(node)
         if value is not None:
             c.set(table, key, value.upper(), node)
@@ -343,7 +343,7 @@ def _upper(key: str) -> _Handler:
 
 
 def _int(key: str) -> _Handler:
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         c.no_block(node)
         value = c.integer(node, c.arg(node))
         if value is not None:
@@ -353,7 +353,7 @@ def _int(key: str) -> _Handler:
 
 
 def _timer(key: str) -> _Handler:
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         c.no_block(node)
         value = c.number(node, c.arg(node))
         if value is not None:
@@ -363,7 +363,7 @@ def _timer(key: str) -> _Handler:
 
 
 def _flag(key: str, *, invert: bool = False) -> _Handler:
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         c.no_block(node)
         value = c.boolean(node)
         if value is not None:
@@ -373,7 +373,7 @@ def _flag(key: str, *, invert: bool = False) -> _Handler:
 
 
 def _command(key: str, *, with_user: bool = True) -> _Handler:
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         c.no_block(node)
         value = c.command(node, with_user=with_user)
         if value is not None:
@@ -382,14 +382,14 @@ def _command(key: str, *, with_user: bool = True) -> _Handler:
     return handle
 
 
-def _user(c: _Converter, node: Node, table: TomlTable) -> None:
+def _user(c: _Converter, node: Statement, table: TomlTable) -> None:
     c.user(node, table)
 
 
 def _lines(key: str) -> _Handler:
     """A ``{ }`` block of lines carried over as strings in keepalived's line syntax."""
 
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         block = c.need_block(node)
         if block is None:
             return
@@ -412,7 +412,7 @@ def _reasons(*groups: tuple[str, str], **single: str) -> Mapping[str, str]:
 _PROCESS = "keepalived process tuning; mailha is one asyncio process and needs no equivalent"
 _NOT_SUPPORTED = "not supported"
 
-def _named_table(c: _Converter, node: Node, tables: TomlTable) -> tuple[str, TomlTable] | None:
+def _named_table(c: _Converter, node: Statement, tables: TomlTable) -> tuple[str, TomlTable] | None:
     name = c.arg(node, 0, "a name")
     if name is None:
         return None

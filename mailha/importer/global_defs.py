@@ -18,21 +18,21 @@ from mailha.importer.core import (
     _string,
     _timer,
 )
-from mailha.importer.kaconf import Node
+from mailha.importer.kaconf import Statement
 from mailha.importer.toml_out import InlineTable
 from mailha.tomlfmt import TomlTable
 
 # --------------------------------------------------------------------------- global_defs
 
 
-def _global_defs(c: _Converter, node: Node, _: TomlTable) -> None:
+def _global_defs(c: _Converter, node: Statement, _: TomlTable) -> None:
     c.no_args(node)
     block = c.need_block(node)
     if block is not None:
         c.fields(block, c.global_, _GLOBAL, _GLOBAL_REASONS)
 
 
-def _script_user(c: _Converter, node: Node, table: TomlTable) -> None:
+def _script_user(c: _Converter, node: Statement, table: TomlTable) -> None:
     name = c.arg(node, 0, "a user name")
     if name is not None:
         c.set(table, "script_user", name, node)
@@ -40,7 +40,7 @@ def _script_user(c: _Converter, node: Node, table: TomlTable) -> None:
             c.set(table, "script_group", node.args[1], node)
 
 
-def _smtp_server(c: _Converter, node: Node, table: TomlTable) -> None:
+def _smtp_server(c: _Converter, node: Statement, table: TomlTable) -> None:
     server = c.arg(node, 0, "an address")
     if server is None:
         return
@@ -51,14 +51,14 @@ def _smtp_server(c: _Converter, node: Node, table: TomlTable) -> None:
             c.set(table, "smtp_server_port", port, node)
 
 
-def _lvs_flush_on_stop(c: _Converter, node: Node, table: TomlTable) -> None:
+def _lvs_flush_on_stop(c: _Converter, node: Statement, table: TomlTable) -> None:
     if node.args and node.args[0] == "VS":
         c.skip(node, "'lvs_flush_on_stop VS' (remove only configured services) is not supported")
         return
     _flag("lvs_flush_on_stop")(c, node, table)
 
 
-def _lvs_timeouts(c: _Converter, node: Node, table: TomlTable) -> None:
+def _lvs_timeouts(c: _Converter, node: Statement, table: TomlTable) -> None:
     timeouts = InlineTable()
     words = list(node.args)
     while words:
@@ -82,7 +82,7 @@ _SYNC_OPTIONS = {
 }
 
 
-def _lvs_sync_daemon(c: _Converter, node: Node, table: TomlTable) -> None:
+def _lvs_sync_daemon(c: _Converter, node: Statement, table: TomlTable) -> None:
     interface = c.arg(node, 0, "an interface")
     if interface is None:
         return
@@ -112,7 +112,7 @@ def _lvs_sync_daemon(c: _Converter, node: Node, table: TomlTable) -> None:
     c.set(table, "lvs_sync_daemon", sync, node)
 
 
-def _sync_daemon_interface(c: _Converter, node: Node, table: TomlTable) -> None:
+def _sync_daemon_interface(c: _Converter, node: Statement, table: TomlTable) -> None:
     """Old ``lvs_sync_daemon_interface IF``: the same as ``lvs_sync_daemon IF``."""
     interface = c.arg(node, 0, "an interface")
     if interface is not None:
@@ -122,7 +122,7 @@ def _sync_daemon_interface(c: _Converter, node: Node, table: TomlTable) -> None:
 def _instance_default(key: str, kind: Callable[[str], _Handler]) -> _Handler:
     """A global that only sets the default of an instance field: applied to each instance."""
 
-    def handle(c: _Converter, node: Node, _: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, _: TomlTable) -> None:
         kind(key)(c, node, c.instance_defaults)
 
     return handle

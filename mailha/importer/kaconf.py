@@ -10,7 +10,7 @@ accepts gives the same keyword lines here, each remembering the ``file:line`` it
 from for error messages and "not carried over" reports.
 
 What it does *not* do is know keywords: the result is a generic :class:`Block` of
-:class:`Node` s, and :mod:`mailha.importer.convert` decides what each one means. So an
+:class:`Statement` objects, and :mod:`mailha.importer.convert` decides what each one means. So an
 unknown keyword is never a syntax error here, and nothing is dropped on the way.
 
 Where keepalived is lenient in ways that hide mistakes, this reader is strict and says
@@ -39,9 +39,9 @@ __all__ = [
     "Block",
     "KeepalivedSyntaxError",
     "Location",
-    "Node",
     "Note",
     "QuoteError",
+    "Statement",
     "decomment",
     "parse",
     "parse_text",
@@ -115,7 +115,7 @@ class QuoteError(MailhaError, ValueError):
 
 
 @dataclass(frozen=True)
-class Node:
+class Statement:
     """One keyword line: ``keyword args...`` and, if a ``{`` followed, its block.
 
     ``args`` are split as keepalived splits keyword lines (double quotes group words,
@@ -132,7 +132,7 @@ class Node:
     block: Block | None = None
 
     @property
-    def children(self) -> tuple[Node, ...]:
+    def children(self) -> tuple[Statement, ...]:
         """The nodes of the block, or () when there is none."""
         return self.block.nodes if self.block is not None else ()
 
@@ -159,18 +159,18 @@ class Block:
     written for several nodes and no config id was given).
     """
 
-    nodes: tuple[Node, ...] = ()
+    nodes: tuple[Statement, ...] = ()
     location: Location | None = None
     notes: tuple[Note, ...] = ()
     conditional_ids: frozenset[str] = frozenset()
 
-    def __iter__(self) -> Iterator[Node]:
+    def __iter__(self) -> Iterator[Statement]:
         return iter(self.nodes)
 
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def find(self, keyword: str) -> list[Node]:
+    def find(self, keyword: str) -> list[Statement]:
         """The nodes of this block (not nested) with ``keyword``, in file order."""
         return [node for node in self.nodes if node.keyword == keyword]
 
@@ -710,11 +710,11 @@ class _Open:
     text: str
     body: list[_Open] | None = None
 
-    def freeze(self) -> Node:
+    def freeze(self) -> Statement:
         block = None
         if self.body is not None:
             block = Block(tuple(child.freeze() for child in self.body), self.location)
-        return Node(self.keyword, self.args, self.location, self.text, block)
+        return Statement(self.keyword, self.args, self.location, self.text, block)
 
 
 def _build(

@@ -20,14 +20,14 @@ from mailha.importer.core import (
     _upper,
     _user,
 )
-from mailha.importer.kaconf import Block, Node
+from mailha.importer.kaconf import Block, Statement
 from mailha.importer.toml_out import InlineTable
 from mailha.tomlfmt import TomlTable
 
 # --------------------------------------------------------------------------- LVS
 
 
-def _virtual_server_group(c: _Converter, node: Node, _: TomlTable) -> None:
+def _virtual_server_group(c: _Converter, node: Statement, _: TomlTable) -> None:
     block = c.need_block(node)
     named = _named_table(c, node, c.groups) if block is not None else None
     if block is None or named is None:
@@ -38,7 +38,7 @@ def _virtual_server_group(c: _Converter, node: Node, _: TomlTable) -> None:
 def _lvs_method(key: str = "lvs_method", tunnel_key: str | None = "tunnel") -> _Handler:
     """``NAT|DR|TUN [type ipip|gue port N|gre] [nocsum|csum|remcsum]`` (also old lb_kind)."""
 
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         method = c.arg(node)
         if method is None:
             return
@@ -73,7 +73,7 @@ def _lvs_method(key: str = "lvs_method", tunnel_key: str | None = "tunnel") -> _
 _SCHED_FLAGS = ("flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback")
 
 
-def _sched_flag(c: _Converter, node: Node, table: TomlTable) -> None:
+def _sched_flag(c: _Converter, node: Statement, table: TomlTable) -> None:
     c.no_args(node)
     flags = table.setdefault("sched_flags", [])
     assert isinstance(flags, list)
@@ -81,13 +81,13 @@ def _sched_flag(c: _Converter, node: Node, table: TomlTable) -> None:
         flags.append(node.keyword)
 
 
-def _persistence_timeout(c: _Converter, node: Node, table: TomlTable) -> None:
+def _persistence_timeout(c: _Converter, node: Statement, table: TomlTable) -> None:
     value = c.integer(node, node.args[0]) if node.args else 360  # keepalived's default
     if value is not None:
         c.set(table, "persistence_timeout", value, node)
 
 
-def _ip_family(c: _Converter, node: Node, table: TomlTable) -> None:
+def _ip_family(c: _Converter, node: Statement, table: TomlTable) -> None:
     value = c.arg(node)
     if value in ("inet", "inet6"):
         c.set(table, "ip_family", value, node)
@@ -95,7 +95,7 @@ def _ip_family(c: _Converter, node: Node, table: TomlTable) -> None:
         c.skip(node, f"invalid ip_family {value!r}: expected inet or inet6")
 
 
-def _sorry_server(c: _Converter, node: Node, table: TomlTable) -> None:
+def _sorry_server(c: _Converter, node: Statement, table: TomlTable) -> None:
     address = c.arg(node, 0, "an address")
     if address is None:
         return
@@ -115,7 +115,7 @@ def _sorry(table: TomlTable) -> InlineTable:
     return InlineTable()
 
 
-def _sorry_inhibit(c: _Converter, node: Node, table: TomlTable) -> None:
+def _sorry_inhibit(c: _Converter, node: Statement, table: TomlTable) -> None:
     value = c.boolean(node)
     if value is not None:
         sorry = _sorry(table)
@@ -123,7 +123,7 @@ def _sorry_inhibit(c: _Converter, node: Node, table: TomlTable) -> None:
         table["sorry_server"] = sorry
 
 
-def _sorry_method(c: _Converter, node: Node, table: TomlTable) -> None:
+def _sorry_method(c: _Converter, node: Statement, table: TomlTable) -> None:
     scratch: TomlTable = {}
     _lvs_method("lvs_method", None)(c, node, scratch)
     if "lvs_method" in scratch:
@@ -132,7 +132,7 @@ def _sorry_method(c: _Converter, node: Node, table: TomlTable) -> None:
         table["sorry_server"] = sorry
 
 
-def _virtual_server(c: _Converter, node: Node, _: TomlTable) -> None:
+def _virtual_server(c: _Converter, node: Statement, _: TomlTable) -> None:
     block = c.need_block(node)
     if block is None:
         return
@@ -165,7 +165,7 @@ def _virtual_server(c: _Converter, node: Node, _: TomlTable) -> None:
     c.virtual_servers.append(table)
 
 
-def _real_server(c: _Converter, node: Node, vs: TomlTable) -> None:
+def _real_server(c: _Converter, node: Statement, vs: TomlTable) -> None:
     block = c.need_block(node)
     address = c.arg(node, 0, "an address")
     if block is None or address is None:
@@ -183,7 +183,7 @@ def _real_server(c: _Converter, node: Node, vs: TomlTable) -> None:
 
 
 def _checker(kind: str) -> _Handler:
-    def handle(c: _Converter, node: Node, rs: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, rs: TomlTable) -> None:
         c.no_args(node)
         block = node.block or Block()
         handlers = {"SMTP_CHECK": _SMTP_CHECK, "TCP_CHECK": _TCP_CHECK, "MISC_CHECK": _MISC_CHECK}

@@ -17,7 +17,7 @@ from mailha.importer.core import (
     _timer,
     _user,
 )
-from mailha.importer.kaconf import Node
+from mailha.importer.kaconf import Statement
 from mailha.importer.toml_out import InlineTable
 from mailha.tomlfmt import TomlTable, TomlValue
 
@@ -25,7 +25,7 @@ from mailha.tomlfmt import TomlTable, TomlValue
 
 
 
-def _vrrp_script(c: _Converter, node: Node, _: TomlTable) -> None:
+def _vrrp_script(c: _Converter, node: Statement, _: TomlTable) -> None:
     block = c.need_block(node)
     named = _named_table(c, node, c.scripts) if block is not None else None
     if block is None or named is None:
@@ -37,7 +37,7 @@ def _vrrp_script(c: _Converter, node: Node, _: TomlTable) -> None:
         del c.scripts[name]
 
 
-def _weight(c: _Converter, node: Node, table: TomlTable) -> None:
+def _weight(c: _Converter, node: Statement, table: TomlTable) -> None:
     weight = c.integer(node, c.arg(node))
     if weight is None:
         return
@@ -69,7 +69,7 @@ _SCRIPT_REASONS: Mapping[str, str] = MappingProxyType({})
 # --------------------------------------------------------------------------- vrrp_instance
 
 
-def _vrrp_instance(c: _Converter, node: Node, _: TomlTable) -> None:
+def _vrrp_instance(c: _Converter, node: Statement, _: TomlTable) -> None:
     block = c.need_block(node)
     named = _named_table(c, node, c.instances) if block is not None else None
     if block is None or named is None:
@@ -77,7 +77,7 @@ def _vrrp_instance(c: _Converter, node: Node, _: TomlTable) -> None:
     c.fields(block, named[1], _INSTANCE, _INSTANCE_REASONS)
 
 
-def _state(c: _Converter, node: Node, table: TomlTable) -> None:
+def _state(c: _Converter, node: Statement, table: TomlTable) -> None:
     value = c.arg(node)
     if value is None:
         return
@@ -87,7 +87,7 @@ def _state(c: _Converter, node: Node, table: TomlTable) -> None:
     c.set(table, "state", value.upper(), node)
 
 
-def _old_unicast_checksum(c: _Converter, node: Node, table: TomlTable) -> None:
+def _old_unicast_checksum(c: _Converter, node: Statement, table: TomlTable) -> None:
     if node.args == ("never",):
         c.skip(node, "'never' (no automatic detection of old checksums) is not supported")
         return
@@ -95,7 +95,7 @@ def _old_unicast_checksum(c: _Converter, node: Node, table: TomlTable) -> None:
     c.set(table, "v3_checksum_as_v2", True, node)
 
 
-def _authentication(c: _Converter, node: Node, table: TomlTable) -> None:
+def _authentication(c: _Converter, node: Statement, table: TomlTable) -> None:
     block = c.need_block(node)
     if block is None:
         return
@@ -119,7 +119,7 @@ def _authentication(c: _Converter, node: Node, table: TomlTable) -> None:
     )
 
 
-def _unicast_peer(c: _Converter, node: Node, table: TomlTable) -> None:
+def _unicast_peer(c: _Converter, node: Statement, table: TomlTable) -> None:
     block = c.need_block(node)
     if block is None:
         return
@@ -156,7 +156,7 @@ _VIP_DROPPED = {
 }
 
 
-def _vip_line(c: _Converter, entry: Node, keyword: str) -> str:
+def _vip_line(c: _Converter, entry: Statement, keyword: str) -> str:
     words = list(entry.args)
     kept = [entry.keyword]
     while words:
@@ -181,7 +181,7 @@ def _vip_line(c: _Converter, entry: Node, keyword: str) -> str:
 
 
 def _addresses(key: str) -> _Handler:
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         block = c.need_block(node)
         if block is not None:
             c.set(table, key, [_vip_line(c, entry, key) for entry in block], node)
@@ -192,7 +192,7 @@ def _addresses(key: str) -> _Handler:
 def _tracked(key: str) -> _Handler:
     """``track_script``/``track_interface``: ``NAME [weight N [reverse|noreverse]]`` lines."""
 
-    def handle(c: _Converter, node: Node, table: TomlTable) -> None:
+    def handle(c: _Converter, node: Statement, table: TomlTable) -> None:
         block = c.need_block(node)
         if block is None:
             return

@@ -14,8 +14,8 @@ import pytest
 from mailha.importer.kaconf import (
     Block,
     KeepalivedSyntaxError,
-    Node,
     QuoteError,
+    Statement,
     decomment,
     parse,
     parse_text,
@@ -139,7 +139,7 @@ def test_empty_block_differs_from_no_block() -> None:
 
 def test_node_keeps_the_line_text_for_commands_that_use_quoting() -> None:
     node = text("""notify_master "/etc/n.sh 'a b'" root\n""").nodes[0]
-    assert isinstance(node, Node)
+    assert isinstance(node, Statement)
     assert node.args == ("/etc/n.sh 'a b'", "root")
     assert node.quoted_args() == ("/etc/n.sh 'a b'", "root")
 

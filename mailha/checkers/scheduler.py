@@ -48,8 +48,10 @@ STOP_TIMEOUT = 2.0
 Sleep = Callable[[float], Awaitable[None]]
 CheckRunner = Callable[[Checker, RealServer], Awaitable[CheckResult]]
 UpdateCallback = Callable[[VirtualServerHealth, HealthUpdate], None]
-ResultCallback = Callable[[VirtualServerHealth, RealServer, Checker, CheckResult], None]
-OverrunCallback = Callable[[VirtualServerHealth, RealServer, Checker], None]
+#: (service, real server index, checker index, result): indexes, because two checkers
+#: configured alike compare equal and only their position tells them apart.
+ResultCallback = Callable[[VirtualServerHealth, int, int, CheckResult], None]
+OverrunCallback = Callable[[VirtualServerHealth, int, int], None]
 
 
 @dataclass
@@ -180,7 +182,7 @@ class CheckScheduler:
             if not result.ok:
                 self.stats.failures += 1
             if self._on_result is not None:
-                self._on_result(service, real_server, checker, result)
+                self._on_result(service, rs_index, index, result)
             update = service.record(rs_index, index, result)
             self._on_update(service, update)
             wait = started + update.next_delay - self._clock()
@@ -188,7 +190,7 @@ class CheckScheduler:
                 self.stats.overruns += 1
                 overrunning += 1
                 if self._on_overrun is not None:
-                    self._on_overrun(service, real_server, checker)
+                    self._on_overrun(service, rs_index, index)
                 if overrunning == 1:
                     log.warning(
                         "%s took %.3fs, beyond its %.3gs slot: next check starts late",

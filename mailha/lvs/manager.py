@@ -36,7 +36,7 @@ from mailha.checkers.quorum import (
 )
 from mailha.checkers.result import CheckResult
 from mailha.checkers.scheduler import CheckScheduler
-from mailha.config.model import Checker, Config, LvsMethod, RealServer
+from mailha.config.model import Config, LvsMethod, RealServer
 from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.ip import IPAddress
 from mailha.lvs.desired import desired_table, owned_keys
@@ -78,6 +78,9 @@ class LvsManager:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler: CheckScheduler | None = None
+        self._health_index: dict[int, int] = {}
+        #: (service, real server, checker index, ok) -> that outcome's metric children
+        self._check_metrics: dict[tuple[int, int, int, bool], _CheckMetrics] = {}
         self._sysctls = SysctlChanges(config.control.socket.parent / SYSCTL_JOURNAL)
         self._lo_vips: set[IPAddress] = set()
         self._last_desired: Mapping[Any, Any] | None = None
@@ -322,6 +325,8 @@ class LvsManager:
     # ------------------------------------------------------------------ checks
 
     def _start_checks(self) -> None:
+        self._health_index = {id(svc): i for i, svc in enumerate(self.health)}
+        self._check_metrics.clear()
         self._scheduler = CheckScheduler(self.health, self._on_update, on_result=self._on_result,
                                          on_overrun=self._on_overrun)
         self._tasks.append(asyncio.create_task(self._scheduler.run(), name="checks"))
@@ -381,28 +386,37 @@ class LvsManager:
                     self._announce(event)
         self._scheduler = None
 
-    def _on_result(
-        self, svc: VirtualServerHealth, rs: RealServer, checker: Checker, result: CheckResult
-    ) -> None:
-        vs = svc.virtual_server
-        i = self.health.index(svc)
-        j = vs.real_servers.index(rs)
-        k = rs.checkers.index(checker)
+    def _on_result(self, svc: VirtualServerHealth, j: int, k: int, result: CheckResult) -> None:
+        i = self._health_index[id(svc)]
         self.last_results[(i, j, k)] = (result, time.time())
-        labels = (vs.label, rs_label(rs, vs))
-        m = self.metrics
-        m.check_results.labels(*labels, checker.kind, "ok" if result.ok else "fail").inc()
+        # The metric children are looked up once per checker and outcome, not per check.
+        key = (i, j, k, result.ok)
+        counter = self._check_metrics.get(key)
+        if counter is None:
+            counter = self._check_metrics[key] = self._check_child(svc, j, k, result.ok)
+        counter.inc()
         if not result.ok:
-            m.check_failures.labels(*labels, checker.kind, result.reason).inc()
+            vs = svc.virtual_server
+            rs = vs.real_servers[j]
+            checker = rs.checkers[k]
+            label = rs_label(rs, vs)
+            self.metrics.check_failures.labels(vs.label, label, checker.kind, result.reason).inc()
             if checker.common.log_all_failures or self.config.global_.checker_log_all_failures:
-                log.info(
-                    "%s %s failed: %s", checker.kind, labels[1], result.detail or result.reason
-                )
-        m.check_duration.labels(checker.kind).observe(result.duration)
+                log.info("%s %s failed: %s", checker.kind, label, result.detail or result.reason)
+        counter.duration.observe(result.duration)
 
-    def _on_overrun(self, svc: VirtualServerHealth, rs: RealServer, checker: Checker) -> None:
+    def _check_child(self, svc: VirtualServerHealth, j: int, k: int, ok: bool) -> _CheckMetrics:
         vs = svc.virtual_server
-        self.metrics.check_overruns.labels(vs.label, rs_label(rs, vs)).inc()
+        rs = vs.real_servers[j]
+        kind = rs.checkers[k].kind
+        m = self.metrics
+        return _CheckMetrics(m.check_results.labels(vs.label, rs_label(rs, vs), kind,
+                                                    "ok" if ok else "fail"),
+                             m.check_duration.labels(kind))
+
+    def _on_overrun(self, svc: VirtualServerHealth, j: int, k: int) -> None:
+        vs = svc.virtual_server
+        self.metrics.check_overruns.labels(vs.label, rs_label(vs.real_servers[j], vs)).inc()
 
     def _on_update(self, svc: VirtualServerHealth, update: HealthUpdate) -> None:
         for event in update.events:
@@ -656,6 +670,19 @@ class LvsManager:
                         }
                     )
         return {"ipvs": services, "checks": checks}
+
+
+class _CheckMetrics:
+    """One checker's result counter for one outcome, and its kind's duration histogram."""
+
+    __slots__ = ("counter", "duration")
+
+    def __init__(self, counter: Any, duration: Any) -> None:
+        self.counter = counter
+        self.duration = duration
+
+    def inc(self) -> None:
+        self.counter.inc()
 
 
 def _normalise_local(observed: ObservedTable, desired: Mapping[Any, Any]) -> dict[Any, Any]:

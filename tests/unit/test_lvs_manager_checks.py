@@ -133,3 +133,46 @@ port = 25
             break
         await asyncio.sleep(0.02)
     assert mark.exists()
+
+
+async def test_identical_checkers_are_reported_apart(tmp_path: Path) -> None:
+    """Two identical SMTP_CHECKs on one real server are two checkers: each result is
+    kept under its own index (they compare equal, so looking them up by value found the
+    first one for both, and `mailha status` showed the second as never checked)."""
+
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 t ESMTP\r\n")
+        while line := await reader.readline():
+            if line.upper().startswith(b"QUIT"):
+                writer.write(b"221 bye\r\n")
+                break
+            writer.write(b"250 t\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    head = service_config(tmp_path, "warmup = 0").replace("delay_loop = 0.1", "delay_loop = 0.05")
+    text = head + f"""
+[[virtual_server.real_server]]
+ip = "127.0.0.1"
+port = {port}
+[[virtual_server.real_server.SMTP_CHECK]]
+[[virtual_server.real_server.SMTP_CHECK]]
+"""
+    config = loads(text, tmp_path / "mailha.toml")
+    rs = config.virtual_servers[0].real_servers[0]
+    assert rs.checkers[0] == rs.checkers[1]  # the point of the test
+    manager = LvsManager(config, metrics=Metrics(), addresses=cast(Any, None))
+    try:
+        manager._start_checks()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if {(0, 0, 0), (0, 0, 1)} <= manager.last_results.keys():
+                break
+        assert set(manager.last_results) == {(0, 0, 0), (0, 0, 1)}
+        assert all(result.ok for result, _ in manager.last_results.values())
+    finally:
+        await manager._stop_checks()
+        server.close()
+        await server.wait_closed()

@@ -249,6 +249,7 @@ class InstanceDriver:
         for reason in RECEIVE_ERROR_REASONS:  # exported at 0, so rates work from the start
             self._metrics.vrrp_receive_errors.labels(cfg.interface, reason)
         self._metrics.vrrp_receive_dropped.labels(cfg.name, vrid, cfg.interface)
+        self._metrics.vrrp_address_list_mismatch.labels(cfg.name, vrid)
         if self._socket.filtered:
             self.log.debug("kernel filter: only %s reach the socket (receive buffer %d bytes)",
                            ", ".join(map(str, self._socket.peers)),

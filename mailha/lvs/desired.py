@@ -44,6 +44,7 @@ from mailha.lvs.model import (
     VirtualServer,
 )
 from mailha.lvs.model import TunnelType as KTunnelType
+from mailha.vrrp.events import State
 
 _FLAGS = {
     "flag-1": ServiceFlags.SCHED1,
@@ -181,3 +182,13 @@ def desired_table(
                 dests.setdefault((d.address, d.port), d)
             table[key] = VirtualServer.of(_service(key, vs), dests.values())
     return table
+
+
+def is_programmed(vs: CfgVirtualServer, instance_states: Mapping[str, State]) -> bool:
+    """Whether this node programs ``vs`` now: it follows an instance that is MASTER here,
+    or (``ha_suspend``) any instance is MASTER, or it follows no instance at all."""
+    if vs.vrrp_instance is not None:
+        return instance_states.get(vs.vrrp_instance) is State.MASTER
+    if vs.ha_suspend:
+        return any(s is State.MASTER for s in instance_states.values())
+    return True

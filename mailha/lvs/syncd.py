@@ -18,7 +18,8 @@ Pure: the manager feeds it states and applies the difference over netlink.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 
 from mailha.config.model import LvsSyncDaemon
 from mailha.lvs.wire import DaemonInfo, DaemonState
@@ -62,3 +63,33 @@ def wanted_sync_daemons(
         )
         for which in wanted_states(cfg, state)
     }
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDaemonChanges:
+    """What to stop and start so the kernel runs ``wanted``; stops come first."""
+
+    stop: tuple[DaemonInfo, ...]
+    start: tuple[DaemonInfo, ...]
+
+
+def sync_daemon_changes(
+    running: Iterable[DaemonInfo],
+    wanted: Mapping[DaemonState, DaemonInfo],
+    managed: Collection[DaemonState],
+) -> SyncDaemonChanges:
+    """Stop a managed daemon that is not wanted or runs otherwise; start what is missing.
+
+    A daemon in a state this node does not manage (``managed``) is left alone, even if
+    it differs from what is wanted: without ``lvs_sync_daemon`` the kernel's daemons
+    may be the admin's. One that runs with the wanted settings is kept, not restarted.
+    """
+    now = {d.state: d for d in running}
+    stop = []
+    for which in sorted(managed):
+        have, want = now.get(which), wanted.get(which)
+        if have is not None and (want is None or not want.matches(have)):
+            stop.append(have)
+            del now[which]
+    start = [want for which, want in sorted(wanted.items()) if which not in now]
+    return SyncDaemonChanges(tuple(stop), tuple(start))

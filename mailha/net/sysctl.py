@@ -1,7 +1,7 @@
 """Read, set and restore kernel parameters under /proc/sys, remembering originals.
 
 The daemon changes sysctls to do its job (today ``arp_ignore``/``arp_announce`` for a
-DR real server holding the VIP on ``lo``: :mod:`mailha.lvs.manager`) and must put them
+DR real server holding the VIP on ``lo``: :mod:`mailha.lvs.host`) and must put them
 back when it stops, or a node keeps answering ARP differently after mailha is gone.
 :class:`SysctlChanges` records the first value it saw for every key, logs every change
 with its reason, and restores in reverse order.

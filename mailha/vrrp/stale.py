@@ -9,7 +9,7 @@ keepalived has the same hole closed by removing its VIPs at start, before the in
 joins the election; :func:`stale_vips` decides what that means here, and
 :meth:`mailha.vrrp.driver.InstanceDriver.start` carries it out.
 
-``lo`` is special because of the all-in-one DR role (:mod:`mailha.lvs.manager`): every
+``lo`` is special because of the all-in-one DR role (:mod:`mailha.lvs.host`): every
 node holds a DR VIP on ``lo`` whatever its VRRP state, with the ARP sysctls set so ``lo``
 addresses are not announced. There a VIP on ``lo`` is in the right place and must stay;
 a VIP on ``lo`` that no DR role wants is one an earlier run (with another configuration)

@@ -1,6 +1,6 @@
 """LvsManager's check wiring: what the scheduler reports reaches the exported metrics.
 
-No IPVS here: only the manager's check side runs (``_start_checks``/``_stop_checks``),
+No IPVS here: only the manager's check side runs (:class:`HealthChecks`),
 against an SMTP "server" on loopback that accepts and never greets, so every check
 times out after connect_timeout, longer than its delay_loop slot.
 """
@@ -14,7 +14,9 @@ from typing import Any, cast
 
 from mailha.checkers.quorum import EventKind, HealthEvent
 from mailha.config import loads
-from mailha.config.model import ScriptCommand
+from mailha.config.model import Config, ScriptCommand
+from mailha.lvs.health import HealthChecks
+from mailha.lvs.health_events import HealthEventNotifier
 from mailha.lvs.manager import LvsManager
 from mailha.metrics import Metrics
 
@@ -37,6 +39,14 @@ retry = 0
 {extra}"""
 
 
+def health_checks(config: Config, metrics: Metrics) -> HealthChecks:
+    async def no_local_addresses() -> frozenset[Any]:
+        return frozenset()
+
+    return HealthChecks(config, metrics=metrics, local_addresses=no_local_addresses,
+                        on_pool_changed=lambda: None)
+
+
 async def test_overruns_reach_mailha_check_overruns_total(tmp_path: Path) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # never sends a banner; ends when the checker gives up
@@ -53,10 +63,10 @@ port = {port}
     path = tmp_path / "mailha.toml"
     path.write_text(text)
     metrics = Metrics()
-    manager = LvsManager(loads(text, path), metrics=metrics, addresses=cast(Any, None))
+    checks = health_checks(loads(text, path), metrics)
     labels = {"service": "TCP 10.96.0.1:25", "real_server": f"127.0.0.1:{port}"}
     try:
-        manager._start_checks()
+        await checks.start()
         for _ in range(100):
             await asyncio.sleep(0.05)
             got = metrics.registry.get_sample_value("mailha_check_overruns_total", labels)
@@ -64,7 +74,7 @@ port = {port}
                 break
         assert got is not None and got >= 1, got
     finally:
-        await manager._stop_checks()
+        await checks.stop()
         server.close()
         await server.wait_closed()
 
@@ -92,22 +102,17 @@ misc_path = "/bin/true"
 
     path = tmp_path / "mailha.toml"
     manager = LvsManager(loads(config(1), path), metrics=Metrics(), addresses=cast(Any, None))
-    manager._setup_dr_role = _nothing  # type: ignore[method-assign]  # no addresses here
     try:
-        manager._start_checks()
+        await manager.checks.start()
         for _ in range(500):  # until its check found it dead (bounded: 10 s)
-            if not manager.health[0].real_servers[0].alive:
+            if not manager.checks.health[0].real_servers[0].alive:
                 break
             await asyncio.sleep(0.02)
         await manager.reconfigure(loads(config(2), path))  # the other server's weight
-        assert not manager.health[0].real_servers[0].alive
-        assert [m.weight for m in manager.health[0].pool().members] == [None, 2]
+        assert not manager.checks.health[0].real_servers[0].alive
+        assert [m.weight for m in manager.checks.health[0].pool().members] == [None, 2]
     finally:
-        await manager._stop_checks()
-
-
-async def _nothing() -> None:
-    return None
+        await manager.checks.stop()
 
 
 async def test_real_server_notify_scripts_run_as_vrrp_ones_do(tmp_path: Path) -> None:
@@ -123,11 +128,10 @@ ip = "127.0.0.1"
 port = 25
 [virtual_server.real_server.TCP_CHECK]
 """, tmp_path / "mailha.toml")
-    manager = LvsManager(config, metrics=Metrics(), addresses=cast(Any, None))
     vs = config.virtual_servers[0]
     event = HealthEvent(EventKind.REAL_SERVER_UP, vs, vs.real_servers[0],
                         ScriptCommand((str(script),)), "test")
-    await manager._run_notify(event)
+    await HealthEventNotifier(config).run_notify(event)
     for _ in range(250):  # the background child touches the mark 0.3 s later (<= 5 s)
         if mark.exists():
             break
@@ -163,16 +167,16 @@ port = {port}
     config = loads(text, tmp_path / "mailha.toml")
     rs = config.virtual_servers[0].real_servers[0]
     assert rs.checkers[0] == rs.checkers[1]  # the point of the test
-    manager = LvsManager(config, metrics=Metrics(), addresses=cast(Any, None))
+    checks = health_checks(config, Metrics())
     try:
-        manager._start_checks()
+        await checks.start()
         for _ in range(100):
             await asyncio.sleep(0.05)
-            if {(0, 0, 0), (0, 0, 1)} <= manager.last_results.keys():
+            if {(0, 0, 0), (0, 0, 1)} <= checks.last_results.keys():
                 break
-        assert set(manager.last_results) == {(0, 0, 0), (0, 0, 1)}
-        assert all(result.ok for result, _ in manager.last_results.values())
+        assert set(checks.last_results) == {(0, 0, 0), (0, 0, 1)}
+        assert all(result.ok for result, _ in checks.last_results.values())
     finally:
-        await manager._stop_checks()
+        await checks.stop()
         server.close()
         await server.wait_closed()

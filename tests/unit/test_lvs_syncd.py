@@ -7,7 +7,13 @@ from ipaddress import IPv4Address
 import pytest
 
 from mailha.config.model import LvsSyncDaemon
-from mailha.lvs.syncd import sync_id_for, wanted_states, wanted_sync_daemons
+from mailha.lvs.syncd import (
+    SyncDaemonChanges,
+    sync_daemon_changes,
+    sync_id_for,
+    wanted_states,
+    wanted_sync_daemons,
+)
 from mailha.lvs.wire import DaemonInfo
 from mailha.vrrp.events import State
 
@@ -57,3 +63,33 @@ def test_a_failover_swaps_one_daemon_for_the_other() -> None:
     after = wanted_sync_daemons(cfg, VRIDS.__getitem__, State.MASTER)
     assert before.isdisjoint(after)
     assert wanted_states(cfg, State.MASTER) == {"master"}
+
+
+def _daemon(state: str, iface: str = "eth0", sync_id: int = 5) -> DaemonInfo:
+    return DaemonInfo(state=state, interface=iface, sync_id=sync_id)  # type: ignore[arg-type]
+
+
+def test_a_daemon_running_as_wanted_is_kept_not_restarted() -> None:
+    m = _daemon("master")
+    assert sync_daemon_changes([m], {"master": m}, {"master", "backup"}) == \
+        SyncDaemonChanges(stop=(), start=())
+
+
+def test_a_daemon_running_otherwise_is_stopped_then_started_again() -> None:
+    old, new = _daemon("master", sync_id=4), _daemon("master", sync_id=5)
+    assert sync_daemon_changes([old], {"master": new}, {"master", "backup"}) == \
+        SyncDaemonChanges(stop=(old,), start=(new,))
+
+
+def test_a_transition_swaps_backup_for_master() -> None:
+    b, m = _daemon("backup"), _daemon("master")
+    assert sync_daemon_changes([b], {"master": m}, {"master", "backup"}) == \
+        SyncDaemonChanges(stop=(b,), start=(m,))
+
+
+def test_a_daemon_this_node_does_not_manage_is_left_alone() -> None:
+    """Without lvs_sync_daemon a running daemon may be the admin's (ipvsadm --start-daemon)."""
+    admins = _daemon("backup", "eth1", 9)
+    assert sync_daemon_changes([admins], {}, set()) == SyncDaemonChanges(stop=(), start=())
+    assert sync_daemon_changes([admins], {}, {"backup"}) == \
+        SyncDaemonChanges(stop=(admins,), start=())

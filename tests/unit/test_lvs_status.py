@@ -1,0 +1,79 @@
+"""``mailha status``'s LVS part and the IPVS metrics snapshot, from one kernel read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailha.checkers.quorum import VirtualServerHealth
+from mailha.checkers.result import CheckResult
+from mailha.config import loads
+from mailha.lvs.model import (
+    Destination,
+    DestStats,
+    Forward,
+    ObservedTable,
+    Service,
+    ServiceKey,
+    ServiceStats,
+    Stats,
+    VirtualServer,
+    make_table,
+)
+from mailha.lvs.status import check_status, ipvs_snapshot, ipvs_status
+
+OURS = ServiceKey.for_address("10.96.0.1", 25)
+FOREIGN = ServiceKey.for_address("10.1.1.1", 80)
+D1 = Destination.of("10.96.0.12", 25, Forward.ROUTE, weight=2)
+D2 = Destination.of("10.96.0.11", 25, Forward.MASQ)
+
+
+def observed() -> ObservedTable:
+    table = make_table([VirtualServer.of(Service(OURS, "rr"), [D1, D2]),
+                        VirtualServer.of(Service(FOREIGN, "wlc"), [])])
+    stats = {OURS: ServiceStats(Stats(conns=9, inbytes=100),
+                                {D1.key: DestStats(Stats(conns=5), 2, 3, 0)}),
+             FOREIGN: ServiceStats(Stats(conns=1), {})}
+    return ObservedTable(table, stats)
+
+
+def test_status_shows_owned_services_sorted_with_counts_and_zero_for_unknown() -> None:
+    assert ipvs_status(observed(), {OURS}) == [{
+        "service": "TCP 10.96.0.1:25", "scheduler": "rr",
+        "destinations": [
+            {"address": "10.96.0.11:25", "forward": "MASQ", "weight": 1, "active": 0,
+             "inactive": 0},
+            {"address": "10.96.0.12:25", "forward": "ROUTE", "weight": 2, "active": 2,
+             "inactive": 3},
+        ]}]
+
+
+def test_the_snapshot_exports_only_owned_services() -> None:
+    snap = ipvs_snapshot(observed(), {OURS})
+    assert set(snap.services) == {"TCP 10.96.0.1:25"}
+    assert snap.services["TCP 10.96.0.1:25"]["conns"] == 9
+    assert snap.backends == {("TCP 10.96.0.1:25", "10.96.0.12:25"): {
+        "active": 2, "inactive": 3, "weight": 2, "conns": 5, "inbytes": 0, "outbytes": 0}}
+
+
+def test_check_status_gives_every_checker_its_last_reason_and_age(tmp_path: Path) -> None:
+    config = loads(f"""
+[global]
+router_id = "t"
+[control]
+socket = "{tmp_path}/m.sock"
+[[virtual_server]]
+ip = "10.96.0.1"
+port = 25
+[[virtual_server.real_server]]
+ip = "10.96.0.11"
+port = 25
+[[virtual_server.real_server.TCP_CHECK]]
+[[virtual_server.real_server.SMTP_CHECK]]
+""", tmp_path / "m.toml")
+    health = [VirtualServerHealth(vs) for vs in config.virtual_servers]
+    refused = CheckResult(False, "connect_refused", duration=0.01)
+    rows = check_status(health, {(0, 0, 1): (refused, 95.0)}, lambda rs, vs: True, now=100.0)
+    assert [(r["checker"], r["reason"], r["age"], r["drained"]) for r in rows] == [
+        ("TCP_CHECK", "not checked yet", None, True),
+        ("SMTP_CHECK", "connect_refused", 5.0, True),
+    ]

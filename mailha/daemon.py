@@ -33,6 +33,7 @@ from mailha.net.firewall import NoAcceptFirewall
 from mailha.net.links import LinkWatcher
 from mailha.notify import Notifier
 from mailha.optional import OptionalPart
+from mailha.reload_plan import plan_reload
 from mailha.sdnotify import SystemdNotifier, watchdog_interval
 from mailha.tasks import bounded, cancel_and_wait
 from mailha.vrrp.driver import InstanceDriver
@@ -530,34 +531,27 @@ class Node:
         old = self.config
         if new == old:
             return "no change"
-        changed: list[str] = []
+        plan = plan_reload(old, new, [n for n, d in self.instances.items()
+                                      if d.machine is not None])
         self.config = new
-        old_instances = {i.name: i for i in old.vrrp_instances}
         new_instances = {i.name: i for i in new.vrrp_instances}
         vrids = [i.virtual_router_id for i in new.vrrp_instances]
-        for name in old_instances.keys() - new_instances.keys():
+        for name in plan.retire:
             await self._retire_instance(name)
-            changed.append(f"removed instance {name}")
-        for name, inst in new_instances.items():
-            if old_instances.get(name) == inst and old.global_ == new.global_:
-                continue
-            running = self.instances.get(name)
-            if running is not None and running.can_reconfigure(inst, new.global_):
-                await running.reconfigure(inst, new.global_)
-                changed.append(f"updated instance {name} in place")
-                continue
-            if running is not None:
+        for name in plan.in_place:
+            await self.instances[name].reconfigure(new_instances[name], new.global_)
+        for name in plan.started:
+            if name in self.instances:
                 await self._retire_instance(name)
+            inst = new_instances[name]
             if inst.no_accept_mode and self.firewall is None:
                 await self._open_firewall(new)
-            driver = InstanceDriver(
+            self.instances[name] = InstanceDriver(
                 inst, new.global_, addresses=self.addresses, notifier=self.notifier,
                 metrics=self.metrics, local_vrids=vrids, on_state=self._instance_state,
                 firewall=self.firewall,
             )
-            self.instances[name] = driver
-            changed.append(f"{'restarted' if name in old_instances else 'added'} instance {name}")
-        if old.vrrp_scripts != new.vrrp_scripts or old.vrrp_instances != new.vrrp_instances:
+        if plan.scripts:
             if self.scripts is not None:
                 await self.scripts.stop()
             tracked = {t.name for i in new.vrrp_instances for t in i.track_script}
@@ -571,7 +565,7 @@ class Node:
             if driver.machine is None:
                 await driver.start(self._tracking(name))
         self._retrack()
-        if old.virtual_servers != new.virtual_servers or old.global_ != new.global_:
+        if plan.lvs:
             if self.lvs is None and (new.virtual_servers or new.global_.lvs_sync_daemon):
                 from mailha.lvs.manager import LvsManager
 
@@ -587,14 +581,12 @@ class Node:
                 await lvs.initial_reconcile()
             elif self.lvs is not None:
                 await self.lvs.reconfigure(new)
-            changed.append("virtual servers updated")
-        if old.metrics != new.metrics or old.control != new.control:
+        if plan.operations:
             for part in self.optional:
                 await bounded(part.close(), within=3, what=f"closing the {part.name}")
             self.optional.clear()
             await self._start_operations()
-            changed.append("metrics and control socket restarted")
-        return "; ".join(changed) or "applied"
+        return plan.describe()
 
 
 # ---------------------------------------------------------------------- command

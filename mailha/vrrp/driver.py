@@ -312,33 +312,6 @@ class InstanceDriver:
 
     # ------------------------------------------------------------------ reload
 
-    #: Settings a running instance can take over without restarting (so without giving
-    #: up mastership): everything but what identifies the virtual router on the wire.
-    SOFT_FIELDS = frozenset({
-        "priority", "virtual_ipaddress", "virtual_ipaddress_excluded", "track_script",
-        "track_interface", "dont_track_primary", "notify_master", "notify_backup",
-        "notify_fault", "notify_stop", "notify", "smtp_alert", "check_unicast_src",
-        "garp_master_delay", "garp_master_repeat", "garp_lower_prio_delay",
-        "garp_lower_prio_repeat", "garp_master_refresh", "garp_master_refresh_repeat",
-    })
-
-    def can_reconfigure(self, new: VrrpInstance, glob: GlobalConfig) -> bool:
-        """True if ``new`` differs from the running config only in soft settings."""
-        if self._machine is None or glob.vrrp_version != self.glob.vrrp_version:
-            return False
-        old = self.cfg
-        if (old.priority == 255) != (new.priority == 255):
-            return False  # becoming or ceasing to be the address owner changes the rules
-        old_vips = {v.ip.version for v in old.virtual_ipaddress}
-        new_vips = {v.ip.version for v in new.virtual_ipaddress}
-        if old_vips != new_vips or not new.virtual_ipaddress:
-            return False
-        return all(
-            getattr(old, f) == getattr(new, f)
-            for f in old.__dataclass_fields__
-            if f not in self.SOFT_FIELDS
-        )
-
     async def reconfigure(self, new: VrrpInstance, glob: GlobalConfig) -> None:
         """Take over soft settings in place; a master adds and removes VIPs itself.
 

@@ -43,9 +43,6 @@ class FakeDriver:
     async def stop(self) -> None:
         self.stopped = True
 
-    def can_reconfigure(self, *_a: object) -> bool:
-        return True
-
 
 async def test_a_reload_that_removes_an_instance_drops_its_series(tmp_path: Path) -> None:
     """Left behind at STOPPED, they would read as "no master" to MailhaNoMaster for ever."""

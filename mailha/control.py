@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,9 +28,9 @@ log = logging.getLogger("mailha.control")
 MAX_REQUEST = 64 * 1024
 EXIT_NOT_RUNNING = 3
 
-Handler = Callable[[], Awaitable[dict[str, Any]]]
+Handler = Callable[[], Awaitable[Mapping[str, Any]]]
 #: A command that takes arguments: it receives the whole JSON request.
-CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+CommandHandler = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any]]]
 
 
 class ControlServer:
@@ -73,8 +73,10 @@ class ControlServer:
             _unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reply: Mapping[str, Any]
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            async with asyncio.timeout(5):  # not wait_for: it can swallow a cancel (gh-86296)
+                line = await reader.readline()
             reply = await self._dispatch(line)
         except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
             reply = {"ok": False, "error": f"bad request: {exc}"}
@@ -86,7 +88,7 @@ class ControlServer:
         finally:
             writer.close()
 
-    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+    async def _dispatch(self, line: bytes) -> Mapping[str, Any]:
         if len(line) > MAX_REQUEST:
             return {"ok": False, "error": "request too long"}
         try:

@@ -25,7 +25,7 @@ from mailha import __version__
 from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings, validate
 from mailha.control import ControlServer, ControlSocketError
 from mailha.log import setup_logging
-from mailha.lvs.drain import TargetError, parse_target
+from mailha.lvs.drain import TargetError, parse_target, parse_wait
 from mailha.lvs.names import rs_label
 from mailha.metrics import Metrics, MetricsServer
 from mailha.net.addresses import Addresses
@@ -35,6 +35,7 @@ from mailha.notify import Notifier
 from mailha.optional import OptionalPart
 from mailha.reload_plan import plan_reload
 from mailha.sdnotify import SystemdNotifier, watchdog_interval
+from mailha.status_reply import StatusReply, instance_status
 from mailha.tasks import bounded, cancel_and_wait
 from mailha.vrrp.driver import InstanceDriver
 from mailha.vrrp.events import State
@@ -339,24 +340,17 @@ class Node:
 
     # ------------------------------------------------------------------ control
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> StatusReply:
         instances = []
-        for name, driver in self.instances.items():
+        for driver in self.instances.values():
             machine = driver.machine
-            instances.append({
-                "name": name,
-                "state": driver.state.value,
-                "priority": driver.priority,
-                "base_priority": driver.cfg.priority,
-                "vrid": driver.cfg.virtual_router_id,
-                "interface": driver.cfg.interface,
-                "master": str(machine.master_address) if machine and machine.master_address
-                else (str(driver.primary) if driver.state is State.MASTER else None),
-                "vips": [str(v.address) for v in driver.cfg.virtual_ipaddress],
-                "faults": sorted(machine.faults) if machine else [],
-                **self._tracking_status(driver),
-            })
-        reply: dict[str, Any] = {
+            instances.append(instance_status(
+                driver.cfg, driver.state, driver.priority,
+                master_address=machine.master_address if machine else None,
+                primary=driver.primary, faults=machine.faults if machine else (),
+                tracking=self._tracking_status(driver)))
+        lvs = await self.lvs.status() if self.lvs is not None else {"ipvs": [], "checks": []}
+        return {
             "ok": True,
             "version": __version__,
             "router_id": self.config.global_.router_id,
@@ -370,12 +364,9 @@ class Node:
             "uptime": round(time.time() - self.started_at, 1),
             "instances": instances,
             "scripts": self.scripts.states() if self.scripts else {},
-            "ipvs": [],
-            "checks": [],
+            "ipvs": lvs["ipvs"],
+            "checks": lvs["checks"],
         }
-        if self.lvs is not None:
-            reply.update(await self.lvs.status())
-        return reply
 
     def _tracking_status(self, driver: InstanceDriver) -> TrackingStatus:
         """Track scripts, tracked links and, in FAULT, why: for ``mailha status``."""
@@ -401,6 +392,7 @@ class Node:
         if not isinstance(target, str):
             return {"ok": False, "error": f"{verb} needs a target: local, IP or IP:PORT"}
         try:
+            wait = parse_wait(request.get("wait")) if drained else 0.0
             local = await self.addresses.local_addresses() if target.strip() == "local" else ()
             targets = parse_target(target, local)
         except TargetError as exc:
@@ -427,11 +419,8 @@ class Node:
                 return {"ok": False, "error": f"{names} still drained by {', '.join(held)}: "
                         f"undrain that (all ports) instead"}
             return {"ok": True, "message": f"undrained {names}"}
-        wait = request.get("wait") or 0
-        if not isinstance(wait, (int, float)) or wait < 0:
-            return {"ok": False, "error": "wait must be a number of seconds >= 0"}
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + float(wait)
+        deadline = loop.time() + wait
         active = await self.lvs.active_sessions(targets)
         while active and loop.time() < deadline:
             await asyncio.sleep(0.2)

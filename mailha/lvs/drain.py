@@ -22,7 +22,7 @@ from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 
-__all__ = ["DrainTarget", "TargetError", "drain_pool", "parse_target"]
+__all__ = ["DrainTarget", "TargetError", "drain_pool", "parse_target", "parse_wait"]
 
 
 
@@ -76,6 +76,18 @@ def parse_target(text: str, local: Iterable[IPAddress] = ()) -> tuple[DrainTarge
             raise TargetError(f"{text!r}: the port must be 1..65535")
         number = int(port)
     return (DrainTarget(address, number),)
+
+
+def parse_wait(value: object) -> float:
+    """``--wait``'s seconds from a control request (absent: 0, do not wait).
+
+    Checked before the drain is applied, so a bad value changes nothing.
+    """
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise TargetError(f"wait must be a number of seconds >= 0, not {value!r}")
+    return float(value)
 
 
 def drain_pool(pool: DesiredPool, vs: CfgVirtualServer,

@@ -80,3 +80,12 @@ async def test_undrain_of_one_port_does_not_hide_a_drain_of_the_whole_address(
     reply = await node(tmp_path, lvs).undrain({"target": "10.12.49.36:25"})
     assert reply["ok"] is False
     assert "still drained by 10.12.49.36: undrain that" in reply["error"]
+
+
+async def test_a_bad_wait_is_refused_before_anything_is_drained(tmp_path: Path) -> None:
+    """The reply said "wait must be ..." but the real server was drained already."""
+    for wait in (-1, "soon", True):
+        lvs = FakeLvs(True, [0])
+        reply = await node(tmp_path, lvs).drain({"target": "10.12.49.36:25", "wait": wait})
+        assert reply["ok"] is False and "wait must be" in reply["error"], wait
+        assert lvs.calls == []

@@ -25,6 +25,10 @@ last_run
 age
 track_interfaces
 fault_reasons
+base_priority  # status_reply.py: TypedDict keys of `mailha status --json`
+config_sha256
+config_file_changed
+uptime
 
 # Named constants of a wire format: the values the codec must recognise or that
 # document a field mailha never sets.

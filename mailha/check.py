@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings, validate
+from mailha.hostprobe import check_this_host
 
 __all__ = ["check_command"]
 
@@ -31,7 +32,7 @@ def check_command(paths: Sequence[Path], *, out: TextIO, host_checks: bool) -> i
         configs.append(config)
         found += warnings
         if host_checks:
-            found += validate.check_this_host(config, script_severity="warning")
+            found += check_this_host(config, script_severity="warning")
     if len(configs) > 1:
         found += validate.check_peers(configs)
     found.sort(key=Diagnostic.sort_key)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailha import __version__
-from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings, validate
+from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings
 from mailha.control import ControlServer, ControlSocketError
+from mailha.hostprobe import check_this_host
 from mailha.log import setup_logging
 from mailha.lvs.drain import TargetError, parse_target, parse_wait
 from mailha.lvs.names import rs_label
@@ -88,7 +89,7 @@ async def load_for_serve(
             owned = await addrs.local_addresses()
     else:
         owned = await addresses.local_addresses()
-    host = validate.check_this_host(config, script_severity="error", owned=owned)
+    host = check_this_host(config, script_severity="error", owned=owned)
     errors = [d for d in host if d.is_error]
     if errors:
         raise ConfigError(errors)

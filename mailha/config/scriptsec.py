@@ -34,10 +34,7 @@ rule is unit-tested with fakes; :data:`HOST` is the real machine.
 from __future__ import annotations
 
 import errno
-import grp
-import os
 import posixpath
-import pwd
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,8 +43,6 @@ from typing import Literal, Protocol
 from mailha.config.model import GlobalConfig, ScriptCommand
 
 __all__ = [
-    "HOST",
-    "HOST_ACCOUNTS",
     "Accounts",
     "FileSystem",
     "Insecure",
@@ -84,18 +79,6 @@ class FileSystem(Protocol):
     def readlink(self, path: str) -> str: ...
 
 
-class _Host:
-    """The real file system."""
-
-    def lstat(self, path: str) -> Stat:
-        st = os.lstat(path)
-        return Stat(st.st_mode, st.st_uid, st.st_gid)
-
-    def readlink(self, path: str) -> str:
-        return os.readlink(path)
-
-
-HOST: FileSystem = _Host()
 
 
 class Accounts(Protocol):
@@ -114,35 +97,6 @@ class Accounts(Protocol):
         ...
 
 
-class _HostAccounts:
-    """This machine's passwd and group databases; None means the running process."""
-
-    def ids(self, user: str | None, group: str | None) -> tuple[int, int] | None:
-        try:
-            uid, gid = os.geteuid(), os.getegid()
-            if user is not None:
-                pw = pwd.getpwnam(user)
-                uid, gid = pw.pw_uid, pw.pw_gid
-            if group is not None:
-                gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            return None
-        return uid, gid
-
-    def user_name(self, uid: int) -> str:
-        try:
-            return pwd.getpwuid(uid).pw_name
-        except KeyError:
-            return str(uid)
-
-    def group_name(self, gid: int) -> str:
-        try:
-            return grp.getgrgid(gid).gr_name
-        except KeyError:
-            return str(gid)
-
-
-HOST_ACCOUNTS: Accounts = _HostAccounts()
 
 
 def run_as(command: ScriptCommand, global_: GlobalConfig) -> tuple[str | None, str | None]:

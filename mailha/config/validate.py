@@ -14,7 +14,7 @@ Three layers, so each runs where its inputs exist:
   node1.toml node2.toml``.
 * :func:`check_host` and :func:`check_scripts` -- one file against this machine, with
   the machine injected (``owns_address``, ``interface_exists``, ``runnable``) so tests
-  use fakes; :func:`check_this_host` wires the real probes.
+  use fakes; :func:`mailha.hostprobe.check_this_host` wires the real probes.
 
 Script paths that are missing or not executable are *warnings* for ``mailha check``
 (the file may be checked on a machine that is not the node) and *errors* when the
@@ -28,11 +28,8 @@ warning when it is off, as keepalived logs it.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import itertools
-import os
-import socket
 import stat
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,7 +49,7 @@ from mailha.config.model import (
     VrrpInstance,
 )
 from mailha.ip import IPAddress
-from mailha.socketpath import SOCKET_PATH_FIX, socket_path_problem
+from mailha.socketpath import SOCKET_PATH_FIX
 from mailha.vrrp import tracking
 from mailha.vrrp.tracking import OWNER_PRIORITY, Tracked
 
@@ -62,7 +59,6 @@ __all__ = [
     "check_host",
     "check_peers",
     "check_scripts",
-    "check_this_host",
     "effective_priority",
     "structural_paths",
 ]
@@ -643,22 +639,11 @@ def _commands(config: Config) -> Iterator[tuple[object, str, ScriptCommand]]:
                     yield checker, "misc_path", misc
 
 
-def runnable(path: Path) -> str | None:
-    """Why ``path`` cannot be executed, or None when it can."""
-    if not path.exists():
-        return "does not exist"
-    if not path.is_file():
-        return "is not a regular file"
-    if not os.access(path, os.X_OK):
-        return "is not executable"
-    return None
-
-
 def check_scripts(
     config: Config, *, severity: Severity = "warning",
-    runnable: Callable[[Path], str | None] = runnable,
-    fs: scriptsec.FileSystem = scriptsec.HOST,
-    accounts: scriptsec.Accounts = scriptsec.HOST_ACCOUNTS,
+    runnable: Callable[[Path], str | None],
+    fs: scriptsec.FileSystem,
+    accounts: scriptsec.Accounts,
 ) -> list[Diagnostic]:
     """Every script, notify and MISC_CHECK program must be an absolute, executable path.
 
@@ -708,36 +693,8 @@ def _check_script_security(
     )
 
 
-def interface_exists(name: str) -> bool:
-    try:
-        socket.if_nametoindex(name)
-    except OSError:
-        return False
-    return True
-
-
-def check_this_host(
-    config: Config,
-    *,
-    script_severity: Severity = "error",
-    owned: frozenset[IPAddress] | None = None,
-) -> list[Diagnostic]:
-    """:func:`check_host` and :func:`check_scripts` against the real machine.
-
-    The daemon calls this at start with the default (missing scripts are errors) and
-    passes ``owned``, the addresses it read over its own netlink socket; ``mailha
-    check`` passes ``script_severity="warning"`` and lets this function read them, with
-    the same reader (:func:`mailha.net.addresses.local_addresses`) in a loop of its own.
-    """
-    if owned is None:
-        from mailha.net.addresses import local_addresses
-
-        owned = asyncio.run(local_addresses())
-    return (check_host(config, owned.__contains__, interface_exists)
-            + check_scripts(config, severity=script_severity) + check_control_socket(config))
-
-
-def check_control_socket(config: Config) -> list[Diagnostic]:
+def check_control_socket(config: Config,
+                         problem: Callable[[Path], str | None]) -> list[Diagnostic]:
     """``[control] socket`` must be free or a socket: the daemon replaces what is there.
 
     Only a socket may be replaced (a stale one; a live one is refused when the daemon
@@ -746,9 +703,9 @@ def check_control_socket(config: Config) -> list[Diagnostic]:
     path is somebody's data, so it is an error naming the path and the fix.
     """
     path = config.control.socket
-    problem = socket_path_problem(path)
-    if problem is None:
+    found = problem(path)
+    if found is None:
         return []
     r = _Reporter(config)
-    r.report("error", ("control", "socket"), f"{path} {problem}", SOCKET_PATH_FIX)
+    r.report("error", ("control", "socket"), f"{path} {found}", SOCKET_PATH_FIX)
     return r.found

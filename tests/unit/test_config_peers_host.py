@@ -14,6 +14,7 @@ from mailha.config.validate import (
     check_scripts,
     effective_priority,
 )
+from mailha.hostprobe import HostAccounts, HostFileSystem, runnable
 from mailha.ip import IPAddress
 from mailha.vrrp.track_scripts import instance_tracking
 
@@ -221,14 +222,16 @@ def test_scripts_checked_with_injected_runnable(tmp_path: Path) -> None:
         '[vrrp_script.c]\nscript = "/bin/ok"\n'
     )
     config = load(path)
-    found = check_scripts(config, runnable=lambda p: None if p.name == "ok" else "does not exist")
+    found = check_scripts(config, runnable=lambda p: None if p.name == "ok" else "does not exist",
+                          fs=HostFileSystem(), accounts=HostAccounts())
     assert [(d.key, d.line, d.severity) for d in found] == [
         ("vrrp_script.a.script", 2, "warning"),
         ("vrrp_script.b.script", 4, "warning"),
     ]
     assert "/opt/missing does not exist" in found[0].message
     assert "not an absolute path" in found[1].message
-    strict = check_scripts(config, severity="error", runnable=lambda p: "is not executable")
+    strict = check_scripts(config, severity="error", runnable=lambda p: "is not executable",
+                           fs=HostFileSystem(), accounts=HostAccounts())
     assert {d.severity for d in strict} == {"error"}
     assert len(strict) == 3
 
@@ -240,6 +243,7 @@ def test_scripts_real_filesystem(tmp_path: Path) -> None:
     plain.write_text("")
     text = f'[vrrp_script.a]\nscript = "{exe}"\n[vrrp_script.b]\nscript = "{plain}"\n'
     exe.chmod(0o755)
-    found = check_scripts(loads(text, tmp_path / "x.toml"))
+    found = check_scripts(loads(text, tmp_path / "x.toml"), runnable=runnable,
+                          fs=HostFileSystem(), accounts=HostAccounts())
     (d,) = found
     assert d.key == "vrrp_script.b.script" and "is not executable" in d.message

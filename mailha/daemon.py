@@ -17,14 +17,16 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailha import __version__
 from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings
+from mailha.config.model import VrrpInstance
 from mailha.control import ControlServer, ControlSocketError
 from mailha.hostprobe import check_this_host
+from mailha.ip import IPAddress
 from mailha.log import setup_logging
 from mailha.lvs.drain import TargetError, parse_target, parse_wait
 from mailha.lvs.names import rs_label
@@ -142,14 +144,7 @@ class Node:
             )
         self._link_task = asyncio.create_task(self._watch_links(), name="link watch")
         self._tasks.append(self._link_task)
-        tracked = {t.name for i in cfg.vrrp_instances for t in i.track_script}
-        self.scripts = ScriptRunner(
-            [s for s in cfg.vrrp_scripts if s.name in tracked],
-            default_user=cfg.global_.script_user,
-            default_group=cfg.global_.script_group,
-            metrics=self.metrics,
-            on_change=lambda _name, _ok: self._retrack(),
-        )
+        self.scripts = self._script_runner(cfg)
         if cfg.virtual_servers or cfg.global_.lvs_sync_daemon is not None:
             from mailha.lvs.manager import LvsManager
 
@@ -158,17 +153,35 @@ class Node:
         await self._open_firewall(cfg)
         vrids = [i.virtual_router_id for i in cfg.vrrp_instances]
         for inst in cfg.vrrp_instances:
-            driver = InstanceDriver(
-                inst, cfg.global_, addresses=self.addresses, notifier=self.notifier,
-                metrics=self.metrics, local_vrids=vrids, on_state=self._instance_state,
-                loopback_vips=self.lvs.loopback_vips if self.lvs is not None else (),
-                firewall=self.firewall,
-            )
+            driver = self._driver(inst, cfg, vrids,
+                                  self.lvs.loopback_vips if self.lvs is not None else ())
             self.instances[inst.name] = driver
             await driver.start(self._tracking(inst.name))
         self.scripts.start()
         if self.lvs is not None:
             await self.lvs.initial_reconcile()
+
+    def _driver(self, inst: VrrpInstance, cfg: Config, vrids: list[int],
+                loopback_vips: Collection[IPAddress] | None) -> InstanceDriver:
+        """One VRRP instance's driver, the same way at start and on reload.
+
+        ``loopback_vips``: what the DR role holds on ``lo`` (a VIP there that the DR
+        role does not hold is stale and goes); None leaves ``lo`` alone.
+        """
+        return InstanceDriver(
+            inst, cfg.global_, addresses=self.addresses, notifier=self.notifier,
+            metrics=self.metrics, local_vrids=vrids, on_state=self._instance_state,
+            loopback_vips=loopback_vips, firewall=self.firewall,
+        )
+
+    def _script_runner(self, cfg: Config) -> ScriptRunner:
+        """The track scripts some instance tracks (an untracked one never runs)."""
+        tracked = {t.name for i in cfg.vrrp_instances for t in i.track_script}
+        return ScriptRunner(
+            [s for s in cfg.vrrp_scripts if s.name in tracked],
+            default_user=cfg.global_.script_user, default_group=cfg.global_.script_group,
+            metrics=self.metrics, on_change=lambda _name, _ok: self._retrack(),
+        )
 
     async def _open_firewall(self, cfg: Config) -> None:
         """Set up no_accept's table: removed first, whatever a crashed run left in it.
@@ -536,20 +549,14 @@ class Node:
             inst = new_instances[name]
             if inst.no_accept_mode and self.firewall is None:
                 await self._open_firewall(new)
-            self.instances[name] = InstanceDriver(
-                inst, new.global_, addresses=self.addresses, notifier=self.notifier,
-                metrics=self.metrics, local_vrids=vrids, on_state=self._instance_state,
-                firewall=self.firewall,
-            )
+            # Without an LVS side yet, lo is not ours to judge (None): one created by
+            # this reload takes its VIPs there right after.
+            self.instances[name] = self._driver(
+                inst, new, vrids, self.lvs.loopback_vips if self.lvs is not None else None)
         if plan.scripts:
             if self.scripts is not None:
                 await self.scripts.stop()
-            tracked = {t.name for i in new.vrrp_instances for t in i.track_script}
-            self.scripts = ScriptRunner(
-                [s for s in new.vrrp_scripts if s.name in tracked],
-                default_user=new.global_.script_user, default_group=new.global_.script_group,
-                metrics=self.metrics, on_change=lambda _n, _ok: self._retrack(),
-            )
+            self.scripts = self._script_runner(new)
             self.scripts.start()
         for name, driver in self.instances.items():
             if driver.machine is None:

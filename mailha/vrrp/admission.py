@@ -64,6 +64,8 @@ class AdmissionRules:
     version: int
     authentication: Authentication | None = None
     v3_checksum_as_v2: bool = False
+    #: The configured VIPs, for keepalived's address-list comparison.
+    vips: tuple[IPAddress, ...] = ()
 
 
 def admit(

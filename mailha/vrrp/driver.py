@@ -23,6 +23,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Literal
 
 from mailha.config.model import GlobalConfig, InitialState, VirtualAddress, VrrpInstance
@@ -238,6 +239,7 @@ class InstanceDriver:
             version=cfg.version,
             authentication=cfg.authentication,
             v3_checksum_as_v2=cfg.v3_checksum_as_v2,
+            vips=tuple(v.ip for v in cfg.virtual_ipaddress),
         )
         now = self._loop.time()
         self._machine = VrrpMachine(instance_params(cfg, self.glob, self.primary), now)
@@ -321,6 +323,11 @@ class InstanceDriver:
         self.cfg = new
         self.glob = glob
         self._vip_cfg = {v.ip: v for v in new.virtual_ipaddress}
+        vips = tuple(v.ip for v in new.virtual_ipaddress)
+        if self._rules is not None:
+            self._rules = replace(self._rules, vips=vips)
+        if self._machine is not None:
+            self._machine.set_virtual_addresses(vips)
         self._notify_scripts = NotifyScripts(
             master=new.notify_master, backup=new.notify_backup, fault=new.notify_fault,
             stop=new.notify_stop, generic=new.notify,
@@ -423,8 +430,8 @@ class InstanceDriver:
             master=self.state is State.MASTER,
             same_master=src == self.master_address,
         )
-        vips = tuple(v.ip for v in self.cfg.virtual_ipaddress)
-        mismatch = address_list_mismatch(advert, vips, compare_addresses=full)
+        assert self._rules is not None
+        mismatch = address_list_mismatch(advert, self._rules.vips, compare_addresses=full)
         if mismatch is None:
             return
         self._metrics.vrrp_address_list_mismatch.labels(

@@ -128,8 +128,6 @@ class AdvertLike(Protocol):
     def priority(self) -> int: ...
     @property
     def max_advert_int(self) -> float: ...
-    @property
-    def addresses(self) -> tuple[IPv4Address | IPv6Address, ...]: ...
 
 
 def _is_int(value: object) -> bool:
@@ -473,6 +471,15 @@ class VrrpMachine:
         actions.extend(self.set_fault(source, result.fault, now))
         return actions
 
+    def set_virtual_addresses(self, addresses: tuple[IPAddress, ...]) -> None:
+        """A reload changed the VIPs in place: later announcements name the new ones.
+
+        The addresses themselves are the driver's to add and remove (it holds their
+        configuration); what the machine keeps is the list its gratuitous ARP/NA and
+        its FAULT/stop releases name, which must not stay the one it started with.
+        """
+        self._params = replace(self._params, virtual_addresses=addresses)
+
     def shutdown(self, now: float) -> list[Action]:
         """Stop for good; a master says so with priority 0 so a backup takes over fast."""
         self._tick(now)
@@ -619,8 +626,6 @@ class VrrpMachine:
         try:
             vrid, version, priority = advert.vrid, advert.version, advert.priority
             interval = advert.max_advert_int
-            addresses = tuple(advert.addresses)
-            advertised = frozenset(addresses)
         except (AttributeError, TypeError) as exc:  # not an advert at all
             return f"malformed:{type(exc).__name__}"
         if vrid != p.vrid:
@@ -640,9 +645,9 @@ class VrrpMachine:
                 return "interval_mismatch"
             detail = f"{src} advertises {interval}s, ours {p.advert_int}s"
             actions.extend(self._report("interval_mismatch", detail))
-        if len(addresses) != len(p.virtual_addresses) or advertised != set(p.virtual_addresses):
-            shown = ",".join(str(a) for a in addresses)
-            actions.extend(self._report("address_list_mismatch", f"{src} advertises [{shown}]"))
+        # The address list is compared once, with keepalived's rules, where adverts are
+        # admitted (:func:`mailha.vrrp.admission.address_list_mismatch`): it never
+        # changes the election, so the machine does not look at it.
         return None
 
     def _learn_interval(self, advert: AdvertLike) -> list[Action]:

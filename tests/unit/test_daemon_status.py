@@ -131,3 +131,47 @@ async def test_status_of_a_healthy_instance_has_no_fault_reasons(tmp_path: Path)
     (inst,) = (await node.status())["instances"]  # no script runner yet: nothing reported
     assert inst["fault_reasons"] == []
     assert [s["ok"] for s in inst["track_scripts"]] == [None, None]
+
+
+class RecordingDriver(FakeDriver):
+    """Stands in for InstanceDriver's constructor in the daemon: keeps its arguments."""
+
+    made: list[dict[str, Any]] = []
+
+    def __init__(self, inst: Any, _glob: Any, **kwargs: Any) -> None:
+        self.cfg = inst
+        self.state = State.INIT
+        self.priority = inst.priority
+        self.machine = None
+        self.primary = None
+        RecordingDriver.made.append(kwargs)
+
+    async def start(self, _tracking: object) -> None:
+        self.machine = object()
+
+    def update_tracking(self, _result: object) -> None:
+        pass
+
+
+class FakeLvs:
+    loopback_vips = frozenset({"10.12.49.37"})
+
+    async def reconfigure(self, _config: Config) -> None:
+        pass
+
+
+async def test_an_instance_restarted_by_a_reload_knows_what_the_dr_role_holds_on_lo(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """At start a driver is told the DR role's VIPs on lo (so a stale copy of its VIP
+    there is removed, but not the DR role's own); a reload's restarted driver was not
+    told, so it never cleaned lo."""
+    monkeypatch.setattr("mailha.daemon.InstanceDriver", RecordingDriver)
+    RecordingDriver.made = []
+    old = _config(tmp_path, INSTANCE)
+    node = Node(old)
+    node.instances["VI_postfix"] = FakeDriver(old, "VI_postfix")  # type: ignore[assignment]
+    node.lvs = FakeLvs()  # type: ignore[assignment]
+    new = _config(tmp_path, INSTANCE.replace("virtual_router_id = 173", "virtual_router_id = 174"))
+    assert await node._apply(new) == "restarted instance VI_postfix"
+    (made,) = RecordingDriver.made
+    assert made["loopback_vips"] == frozenset({"10.12.49.37"})

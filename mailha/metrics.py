@@ -57,6 +57,55 @@ class IpvsSnapshot:
     backends: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
 
+@dataclass
+class BgpSnapshot:
+    """The BGP mode's state as the announcer last saw it (None on a node without it)."""
+
+    bird_up: bool = False
+    drained: bool = False
+    #: VIP -> (ready, announced)
+    vips: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    #: BIRD's BGP protocol name -> established
+    sessions: dict[str, bool] = field(default_factory=dict)
+
+
+class _BgpCollector(Collector):
+    """The BGP mode's gauges, only on a node that announces by BGP: a VRRP-only node
+    exporting ``mailha_bird_up 0`` would page someone for a BIRD it never needed."""
+
+    def __init__(self, snapshot: Callable[[], BgpSnapshot | None]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        snap = self._snapshot()
+        if snap is None:
+            return
+        ready = GaugeMetricFamily(
+            "mailha_bgp_vip_ready", "1 while every announce=bgp service on the VIP is ready "
+            "(IPVS programmed, min_healthy real servers up, director not drained)",
+            labels=["vip"])
+        announced = GaugeMetricFamily(
+            "mailha_bgp_vip_announced",
+            "1 while BIRD reports the VIP's static protocol up (its route exported)",
+            labels=["vip"])
+        for vip, (is_ready, is_announced) in sorted(snap.vips.items()):
+            ready.add_metric([vip], 1 if is_ready else 0)
+            announced.add_metric([vip], 1 if is_announced else 0)
+        sessions = GaugeMetricFamily(
+            "mailha_bgp_session_up", "1 while BIRD's BGP protocol is up (session established)",
+            labels=["protocol"])
+        for name, up in sorted(snap.sessions.items()):
+            sessions.add_metric([name], 1 if up else 0)
+        yield ready
+        yield announced
+        yield sessions
+        yield GaugeMetricFamily("mailha_bird_up", "1 if BIRD's control socket answered the "
+                                "last query", value=1 if snap.bird_up else 0)
+        yield GaugeMetricFamily("mailha_director_drained", "1 while the director is drained "
+                                "(mailha drain director): no VIP announced",
+                                value=1 if snap.drained else 0)
+
+
 class _IpvsCollector(Collector):
     def __init__(self, snapshot: Callable[[], IpvsSnapshot]) -> None:
         self._snapshot = snapshot
@@ -120,6 +169,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.ipvs = IpvsSnapshot()
+        self.bgp: BgpSnapshot | None = None
         Info("mailha_build", "mailha version", registry=r).info({"version": __version__})
         # VRRP
         vi = VRRP_INSTANCE_LABELS
@@ -234,6 +284,7 @@ class Metrics:
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
         self.registry.register(_IpvsCollector(lambda: self.ipvs))
+        self.registry.register(_BgpCollector(lambda: self.bgp))
 
     def set_vrrp_state(self, instance: str, vrid: int, state: str) -> None:
         for s in VRRP_STATES:

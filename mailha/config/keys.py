@@ -3,12 +3,14 @@ keepalived spellings it recognises, and the features it refuses by name."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from mailha.config.model import (
     POSTFIX_MASTER_PIDFILE,
     SCHEDULER_FLAGS,
+    Announce,
     InitialState,
     Protocol,
 )
@@ -22,6 +24,7 @@ from mailha.config.values import (
     _family,
     _flags,
     _integer,
+    _Invalid,
     _ip,
     _multicast,
     _netmask,
@@ -75,7 +78,7 @@ UNSUPPORTED: frozenset[str] = frozenset({
 
 
 
-TOP_KEYS = frozenset({"global", "metrics", "control", "vrrp_script", "vrrp_instance",
+TOP_KEYS = frozenset({"global", "metrics", "control", "bgp", "vrrp_script", "vrrp_instance",
                       "virtual_server_group", "virtual_server"})
 
 GLOBAL_SPEC: dict[str, Conv] = {
@@ -121,6 +124,44 @@ SYNC_SPEC: dict[str, Conv] = {
 }
 
 METRICS_SPEC: dict[str, Conv] = {"enabled": _bool, "listen": _ip, "port": _port}
+
+
+def _absolute_path(example: str) -> Conv:
+    def conv(value: object) -> Path:
+        text = _string(value)
+        if not text.startswith("/"):
+            raise _Invalid("must be an absolute path", f'e.g. "{example}"')
+        return Path(text)
+    return conv
+
+
+_BIRD_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}\Z")
+
+
+def _protocol_prefix(value: object) -> str:
+    """The start of BIRD protocol names: a BIRD symbol (letters, digits, _), short."""
+    text = _string(value)
+    if not _BIRD_SYMBOL.match(text):
+        raise _Invalid("must be a BIRD symbol: a letter or _, then letters, digits or _, "
+                       "at most 32 characters", 'e.g. protocol_prefix = "mailha_"')
+    return text
+
+
+def _ifname(value: object) -> str:
+    text = _string(value)
+    if len(text) > 15 or any(c in "/: \t\n" for c in text) or text in (".", ".."):
+        raise _Invalid("not a valid interface name (at most 15 characters, no / : or space)",
+                       'e.g. deadman_interface = "mailha-bgp"')
+    return text
+
+
+BGP_SPEC: dict[str, Conv] = {
+    "bird_socket": _absolute_path("/run/bird/bird.ctl"),
+    "include_file": _absolute_path("/etc/bird/mailha.conf"),
+    "protocol_prefix": _protocol_prefix,
+    "reapply_interval": _timer(0.1, 3600, hint="seconds, e.g. reapply_interval = 5"),
+    "deadman_interface": _ifname,
+}
 
 SCRIPT_SPEC: dict[str, Conv] = {
     "interval": _positive_timer,
@@ -224,6 +265,8 @@ VS_SPEC: dict[str, Conv] = {
     "ha_suspend": _bool,
     "delay_loop": _positive_timer,
     "vrrp_instance": _string,
+    "announce": _choice({a.value: a for a in Announce}, "announce mode"),
+    "min_healthy": _integer(1, 65535, hint="real servers that must be up: 1 or more"),
 }
 
 VS_KEYS = VS_SPEC.keys() | CHECKER_DEFAULTS_SPEC.keys() | {

@@ -45,6 +45,7 @@ from mailha.config.errors import (
     format_key,
 )
 from mailha.config.keys import (
+    BGP_SPEC,
     GLOBAL_SPEC,
     METRICS_SPEC,
     SYNC_SPEC,
@@ -53,6 +54,8 @@ from mailha.config.keys import (
 from mailha.config.locate import Locator
 from mailha.config.lvs_section import LvsSection
 from mailha.config.model import (
+    Announce,
+    BgpConfig,
     Config,
     ControlConfig,
     GlobalConfig,
@@ -231,6 +234,10 @@ class _Builder(VrrpSection, LvsSection):
             vs = self.virtual_server(index, item, global_)
             if vs is not None:
                 servers.append(vs)
+        if "bgp" in data and not any(vs.announce is Announce.BGP for vs in servers):
+            self.report("warning", ("bgp",), 'no virtual_server has announce = "bgp": '
+                        "[bgp] has no effect", 'remove [bgp], or set announce = "bgp" on the '
+                        "services BGP should announce")
         return Config(
             source=self.source,
             global_=global_,
@@ -240,6 +247,7 @@ class _Builder(VrrpSection, LvsSection):
             virtual_servers=tuple(servers),
             metrics=self.metrics(data.get("metrics", {})),
             control=self.control(data.get("control", {})),
+            bgp=self.bgp(data.get("bgp", {})),
         )
 
     # -------------------------------------------------------------- global
@@ -270,6 +278,11 @@ class _Builder(VrrpSection, LvsSection):
     def metrics(self, raw: object) -> MetricsConfig:
         t = _Table(self, raw, ("metrics",), METRICS_SPEC.keys(), "[metrics]")
         return MetricsConfig(**t.take(METRICS_SPEC))
+
+    def bgp(self, raw: object) -> BgpConfig:
+        """``[bgp]``; absent: the defaults (used only when a service says announce = "bgp")."""
+        t = _Table(self, raw, ("bgp",), BGP_SPEC.keys(), "[bgp]")
+        return BgpConfig(**t.take(BGP_SPEC))
 
     def control(self, raw: object) -> ControlConfig:
         t = _Table(self, raw, ("control",), ("socket",), "[control]")

@@ -22,6 +22,7 @@ from mailha.config.keys import (
     VS_SPEC,
 )
 from mailha.config.model import (
+    Announce,
     Checker,
     CheckerCommon,
     GlobalConfig,
@@ -97,6 +98,7 @@ class LvsSection(BuilderBase):
         if "ip" in values and "port" not in t.raw and "persistence_timeout" not in values:
             self.report("error", path, 'missing "port" (only a persistent service may omit it)',
                         "add port = 25, or set persistence_timeout for an all-ports service")
+        self.announce_rules(t, values)
         method = values.get("lvs_method", LvsMethod.NAT)
         values["tunnel"] = self.tunnel(t, method)
         flags = values.get("sched_flags", frozenset())
@@ -134,6 +136,40 @@ class LvsSection(BuilderBase):
                 reals.append(rs)
         vs = VirtualServer(real_servers=tuple(reals), **values)
         return self.record(vs, path)
+
+    def announce_rules(self, t: _Table, values: dict[str, Any]) -> None:
+        """``announce``/``min_healthy``: what the BGP mode excludes, reported where written.
+
+        A BGP service is announced by every ready director, so following a VRRP instance
+        (one master) contradicts it; it is announced as ``VIP/32``, so it needs ``ip``;
+        ``min_healthy`` means nothing to a VRRP service, and ``ha_suspend`` (checks
+        suspended while the VIP is elsewhere) nothing to a VIP every director holds.
+        """
+        path = t.path
+        if values.get("announce", Announce.VRRP) is not Announce.BGP:
+            if "min_healthy" in values:
+                self.report("error", (*path, "min_healthy"),
+                            'min_healthy only applies to announce = "bgp"',
+                            'remove it, or set announce = "bgp" (a VRRP service uses quorum)',
+                            value=values.pop("min_healthy"))
+            return
+        if "vrrp_instance" in values:
+            self.report("error", (*path, "vrrp_instance"),
+                        'a service with announce = "bgp" follows no vrrp_instance: every '
+                        "ready director announces and programs it",
+                        'remove vrrp_instance (or announce = "bgp", for the VRRP mode)',
+                        value=values.pop("vrrp_instance"))
+        for key in ("fwmark", "group"):
+            if key in t.raw:
+                self.report("error", (*path, key),
+                            f'announce = "bgp" needs ip: BGP announces the VIP as a /32, and '
+                            f"a {key} service has no single address",
+                            'use ip = "..." with port, or announce = "vrrp"', value=t.raw[key])
+        if values.get("ha_suspend"):
+            self.report("error", (*path, "ha_suspend"),
+                        'ha_suspend does not apply to announce = "bgp": every director holds '
+                        "the VIP, so checks are never suspended",
+                        "remove ha_suspend", value=values.pop("ha_suspend"))
 
     def tunnel(self, t: _Table, method: LvsMethod) -> TunnelOptions | None:
         if not t.has("tunnel"):

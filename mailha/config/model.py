@@ -40,6 +40,14 @@ class TunnelType(enum.Enum):
     GRE = "gre"
 
 
+class Announce(enum.Enum):
+    """How clients are led to a virtual server's VIP: one VRRP master, or BGP from every
+    ready director (issue 12's scale-out mode, through BIRD)."""
+
+    VRRP = "vrrp"
+    BGP = "bgp"
+
+
 class Protocol(enum.Enum):
     TCP = "TCP"
     UDP = "UDP"
@@ -432,6 +440,11 @@ class VirtualServer:
     ha_suspend: bool = False
     delay_loop: float = 60.0
     vrrp_instance: str | None = None
+    #: ``bgp``: every director programs the service, holds the VIP on lo, and announces
+    #: VIP/32 through BIRD while it is ready (:mod:`mailha.bgp`).
+    announce: Announce = Announce.VRRP
+    #: bgp only: real servers up (in the pool with weight > 0) needed to announce.
+    min_healthy: int = 1
     real_servers: tuple[RealServer, ...] = ()
 
     @property
@@ -461,6 +474,17 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class BgpConfig:
+    """``[bgp]``: how mailha drives BIRD for the ``announce = "bgp"`` virtual servers."""
+
+    bird_socket: Path = Path("/run/bird/bird.ctl")
+    include_file: Path = Path("/etc/bird/mailha.conf")
+    protocol_prefix: str = "mailha_"
+    reapply_interval: float = 5.0
+    deadman_interface: str = "mailha-bgp"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration of one node."""
 
@@ -472,6 +496,12 @@ class Config:
     virtual_servers: tuple[VirtualServer, ...] = ()
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    bgp: BgpConfig = field(default_factory=BgpConfig)
+
+    @property
+    def bgp_services(self) -> tuple[VirtualServer, ...]:
+        """The virtual servers announced by BGP (empty: the BGP mode is off)."""
+        return tuple(vs for vs in self.virtual_servers if vs.announce is Announce.BGP)
 
     def script(self, name: str) -> VrrpScript:
         for s in self.vrrp_scripts:

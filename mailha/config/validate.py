@@ -40,6 +40,7 @@ from mailha.config.errors import Diagnostic, KeyPath, Severity, format_key, toml
 from mailha.config.inert import INERT, NO_EFFECT
 from mailha.config.locate import Locator
 from mailha.config.model import (
+    Announce,
     Config,
     InitialState,
     LvsMethod,
@@ -143,6 +144,7 @@ def check_config(
     _check_instances(r)
     _check_vrid_clashes(r)
     _check_virtual_servers(r)
+    _check_bgp(r)
     _check_email_alerts(r)
     _check_inert(r)
     sync = config.global_.lvs_sync_daemon
@@ -364,7 +366,7 @@ def _check_virtual_servers(r: _Reporter) -> None:
             r.report("error", r.path(vs, "vrrp_instance"),
                      f'no vrrp_instance is named "{vs.vrrp_instance}"',
                      _did_you_mean(vs.vrrp_instance, list(instances)), vs.vrrp_instance)
-        elif vs.vrrp_instance is None and instances:
+        elif vs.vrrp_instance is None and instances and vs.announce is Announce.VRRP:
             r.report("warning", r.path(vs),
                      "no vrrp_instance: this service is programmed on every node, and two nodes "
                      "that balance to each other bounce packets back and forth",
@@ -394,6 +396,27 @@ def _check_virtual_servers(r: _Reporter) -> None:
         else:
             services[ident] = r.path(vs)
         _check_pool(r, vs)
+
+
+def _check_bgp(r: _Reporter) -> None:
+    """A BGP VIP is held on lo by every director: VRRP must not move it too."""
+    config = r.config
+    vrrp_vips = {v.ip: inst for inst in config.vrrp_instances
+                 for v in (*inst.virtual_ipaddress, *inst.virtual_ipaddress_excluded)}
+    for vs in config.bgp_services:
+        inst = vrrp_vips.get(vs.ip) if vs.ip is not None else None
+        if inst is not None:
+            r.report("error", r.path(vs, "ip"),
+                     f'{vs.ip} is announced by BGP and is also a virtual address of '
+                     f'vrrp_instance "{inst.name}"',
+                     "a VIP is either moved by VRRP or announced by BGP: use another address "
+                     "for one of them", str(vs.ip))
+    names = {i.interface for i in config.vrrp_instances} | {"lo"}
+    if config.bgp_services and config.bgp.deadman_interface in names:
+        r.report("error", ("bgp", "deadman_interface"),
+                 f"{config.bgp.deadman_interface} is a real interface of this node",
+                 "mailha creates the dead-man device itself: give it its own name, "
+                 'e.g. "mailha-bgp"', config.bgp.deadman_interface)
 
 
 def _check_pool(r: _Reporter, vs: VirtualServer) -> None:

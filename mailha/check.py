@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from mailha.bgp.explain import explain
 from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings, validate
 from mailha.hostprobe import check_this_host
 
@@ -38,6 +39,9 @@ def check_command(paths: Sequence[Path], *, out: TextIO, host_checks: bool) -> i
     found.sort(key=Diagnostic.sort_key)
     for diagnostic in found:
         print(diagnostic, file=out)
+    for config in configs:
+        for line in explain(config):
+            print(line, file=out)
     errors = sum(d.is_error for d in found)
     warnings_ = len(found) - errors
     files = f"{len(paths)} file{'s' if len(paths) != 1 else ''}"

@@ -101,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
         "With --wait, wait until its active sessions reach 0 (exit 1 if some remain when "
         "the wait ends). TARGET: local (this node's own addresses), IP, IP:PORT or "
         "[IPv6]:PORT. Kept across reloads; `mailha undrain TARGET` reverses it. On a node "
-        "that is not the master it fails and names the master to run it on.",
+        "that is not the master it fails and names the master to run it on. "
+        "TARGET director (BGP mode): withdraw every VIP this director announces by BGP, "
+        "then wait for the active sessions of its BGP services to end.",
     )
     dr.add_argument("target", metavar="TARGET")
     dr.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
@@ -111,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
         "undrain",
         help="give a drained real server its weight back",
         description="Reverse `mailha drain TARGET`: the real server gets its configured "
-        "weight again (if its health checks pass).",
+        "weight again (if its health checks pass); `undrain director` announces this "
+        "director's BGP VIPs again (each while it is ready).",
     )
     ud.add_argument("target", metavar="TARGET")
     ud.add_argument("--socket", type=Path, default=Path("/run/mailha/mailha.sock"))

@@ -227,6 +227,7 @@ def render_status(reply: dict[str, Any], out: TextIO) -> None:
                 f"    -> {dest['address']:<22} {dest['forward']:<6} weight {dest['weight']:>5}"
                 f"  active {dest.get('active', 0):>5}  inactive {dest.get('inactive', 0):>5}\n"
             )
+    _render_bgp(reply.get("bgp"), out)
     out.write("\nHealth checks\n")
     checks = reply.get("checks", [])
     if not checks:
@@ -237,6 +238,34 @@ def render_status(reply: dict[str, Any], out: TextIO) -> None:
             f"  {chk['real_server']:<22} {chk['checker']:<11} {state:<5}"
             f" {chk.get('reason', '')}  ({chk.get('age', '?')} s ago)\n"
         )
+
+
+def _render_bgp(bgp: object, out: TextIO) -> None:
+    """The BGP mode: BIRD, the director drain, each VIP and why it is not announced."""
+    if not isinstance(bgp, dict):
+        return
+    bird = bgp.get("bird") or {}
+    out.write("\nBGP (through BIRD)\n")
+    state = (f"up, {bird.get('version') or 'BIRD'}" if bird.get("up")
+             else f"UNREACHABLE: {bird.get('error')}")
+    out.write(f"  BIRD {bird.get('socket', '?')}: {state}\n")
+    if bgp.get("drained"):
+        out.write("  director DRAINED: no VIP announced (mailha undrain director)\n")
+    deadman = bgp.get("deadman") or {}
+    if not deadman.get("held", True):
+        out.write(f"  dead-man device {deadman.get('interface')} NOT held\n")
+    for vip in bgp.get("vips", []):
+        announced = "ANNOUNCED" if vip.get("announced") else "withdrawn"
+        ready = "ready" if vip.get("ready") else "NOT READY"
+        out.write(f"  {vip['vip']:<22} {announced:<9} {ready:<9} {vip.get('protocol', '')}\n")
+        for reason in vip.get("reasons", []):
+            out.write(f"    because {reason}\n")
+    sessions = bgp.get("sessions", [])
+    if not sessions and bird.get("up"):
+        out.write("  (BIRD has no BGP protocol)\n")
+    for sess in sessions:
+        out.write(f"  session {sess['protocol']:<14} {'UP' if sess.get('up') else 'DOWN':<5}"
+                  f" {sess.get('state', '')} {sess.get('info', '')}\n")
 
 
 def tracking_lines(inst: dict[str, Any]) -> list[str]:

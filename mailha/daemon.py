@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailha import __version__
+from mailha.bgp.director import DIRECTOR, DirectorBgp
 from mailha.config import Config, ConfigError, Diagnostic, load_with_warnings
 from mailha.config.model import VrrpInstance
 from mailha.control import ControlServer, ControlSocketError
@@ -114,6 +115,7 @@ class Node:
         self.links: LinkWatcher | None = None
         self.link_up: dict[str, bool] = {}
         self.lvs: LvsManager | None = None  # when virtual servers (or a sync daemon) exist
+        self.bgp = DirectorBgp(self.metrics)  # announces the announce = "bgp" services
         #: no_accept's nftables table; None when nft is absent and no instance needs it.
         self.firewall: NoAcceptFirewall | None = None
         self.control: ControlServer | None = None
@@ -158,6 +160,7 @@ class Node:
             self.instances[inst.name] = driver
             await driver.start(self._tracking(inst.name))
         self.scripts.start()
+        await self.bgp.start(cfg, self.lvs)
         if self.lvs is not None:
             await self.lvs.initial_reconcile()
 
@@ -237,9 +240,10 @@ class Node:
     async def stop(self) -> None:
         """Stop everything, each step bounded; never raises. Safe to call twice.
 
-        Order: VRRP first (the priority-0 advert lets the peer take over at once), then
-        track scripts, then the LVS side (lo and sysctls, checks, the kernel table), then
-        the rest. A step that fails or overruns is logged and the next one still runs:
+        Order: the BGP announcements first (withdrawn while IPVS still serves the flows
+        in transit), then VRRP (the priority-0 advert lets the peer take over at once),
+        then track scripts, then the LVS side (lo and sysctls, checks, the kernel
+        table), then the rest. A step that fails or overruns is logged and the next one still runs:
         a stop that skipped the IPVS withdrawal would leave mail going to this node.
         """
         if self._stopping:
@@ -252,6 +256,7 @@ class Node:
                 await self._reload_lock.acquire()
         except TimeoutError:
             log.error("a reload is still running after 10s; stopping anyway")
+        await self.bgp.stop()
         for name, driver in list(self.instances.items()):
             await bounded(driver.stop(), within=5, what=f"stopping VRRP instance {name}")
         if self.scripts is not None:
@@ -288,6 +293,7 @@ class Node:
             tasks.extend(self.scripts.tasks)
         if self.lvs is not None:
             tasks.extend(self.lvs.tasks)
+        tasks.extend(self.bgp.tasks)
         return tasks
 
     def check_tasks(self) -> bool:
@@ -380,6 +386,7 @@ class Node:
             "scripts": self.scripts.states() if self.scripts else {},
             "ipvs": lvs["ipvs"],
             "checks": lvs["checks"],
+            "bgp": self.bgp.status(),
         }
 
     def _tracking_status(self, driver: InstanceDriver) -> TrackingStatus:
@@ -404,7 +411,14 @@ class Node:
         verb = "drain" if drained else "undrain"
         target = request.get("target")
         if not isinstance(target, str):
-            return {"ok": False, "error": f"{verb} needs a target: local, IP or IP:PORT"}
+            return {"ok": False, "error": f"{verb} needs a target: local, director, IP or "
+                    "IP:PORT"}
+        if target.strip() == DIRECTOR:
+            try:
+                wait = parse_wait(request.get("wait")) if drained else 0.0
+            except TargetError as exc:
+                return {"ok": False, "error": str(exc)}
+            return await self.bgp.drain(self.lvs, drained=drained, wait=wait)
         try:
             wait = parse_wait(request.get("wait")) if drained else 0.0
             local = await self.addresses.local_addresses() if target.strip() == "local" else ()
@@ -578,6 +592,8 @@ class Node:
                 await lvs.initial_reconcile()
             elif self.lvs is not None:
                 await self.lvs.reconfigure(new)
+        if plan.bgp:
+            await self.bgp.reconfigure(new, self.lvs)
         if plan.operations:
             for part in self.optional:
                 await bounded(part.close(), within=3, what=f"closing the {part.name}")

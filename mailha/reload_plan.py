@@ -55,6 +55,7 @@ class ReloadPlan:
     scripts: bool = False             # the track-script runner is rebuilt
     lvs: bool = False                 # virtual servers (or the global section) changed
     operations: bool = False          # metrics endpoint and control socket restart
+    bgp: bool = False                 # the BGP mode's services or [bgp] changed
 
     @property
     def started(self) -> tuple[str, ...]:
@@ -68,6 +69,8 @@ class ReloadPlan:
         parts += [f"added instance {n}" for n in self.add]
         if self.lvs:
             parts.append("virtual servers updated")
+        if self.bgp:
+            parts.append("BGP announcements updated")
         if self.operations:
             parts.append("metrics and control socket restarted")
         return "; ".join(parts) or "applied"
@@ -98,4 +101,5 @@ def plan_reload(old: Config, new: Config, running: Collection[str]) -> ReloadPla
         scripts=old.vrrp_scripts != new.vrrp_scripts or old.vrrp_instances != new.vrrp_instances,
         lvs=old.virtual_servers != new.virtual_servers or old.global_ != new.global_,
         operations=old.metrics != new.metrics or old.control != new.control,
+        bgp=old.bgp_services != new.bgp_services or old.bgp != new.bgp,
     )

@@ -45,6 +45,7 @@ class StatusReply(TypedDict):
     scripts: dict[str, Any]
     ipvs: list[ServiceStatus]
     checks: list[CheckStatus]
+    bgp: dict[str, Any] | None  # the BGP mode (mailha.bgp.director); None without it
 
 
 def instance_status(cfg: VrrpInstance, state: State, priority: int, *,

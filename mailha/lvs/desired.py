@@ -17,6 +17,7 @@ from ipaddress import ip_address
 
 from mailha.checkers.quorum import DesiredPool
 from mailha.config.model import (
+    Announce,
     Config,
     LvsMethod,
     RealServer,
@@ -186,7 +187,10 @@ def desired_table(
 
 def is_programmed(vs: CfgVirtualServer, instance_states: Mapping[str, State]) -> bool:
     """Whether this node programs ``vs`` now: it follows an instance that is MASTER here,
-    or (``ha_suspend``) any instance is MASTER, or it follows no instance at all."""
+    or (``ha_suspend``) any instance is MASTER, or it follows no instance at all; a
+    service announced by BGP always (BGP, not IPVS, decides whether traffic comes)."""
+    if vs.announce is Announce.BGP:
+        return True
     if vs.vrrp_instance is not None:
         return instance_states.get(vs.vrrp_instance) is State.MASTER
     if vs.ha_suspend:

@@ -4,6 +4,10 @@ For a virtual server that follows a VRRP instance and has direct-routed real ser
 every node holds the VIP on ``lo`` and stops answering ARP for it (arp_ignore=1,
 arp_announce=2 on the VRRP interface and ``all``), so the master's direct-routed
 packets are accepted by the local Postfix with the client's own source address.
+A virtual server announced by BGP (``announce = "bgp"``) has its VIP on ``lo`` on every
+director the same way, whatever its forwarding method: IPVS only sees packets addressed
+to a local address, and the routers, not ARP, lead clients to the directors (so ARP
+is kept quiet on ``all``).
 
 Sessions to a removed real server should fail at once instead of hanging: without
 ``expire_nodest_conn`` IPVS keeps forwarding an established connection to a
@@ -25,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailha.config.model import Config, LvsMethod
+from mailha.config.model import Announce, Config, LvsMethod
 from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.ip import IPAddress
 from mailha.net.addresses import Addresses
@@ -50,25 +54,32 @@ class SysctlSetting:
 
 
 def dr_services(config: Config) -> list[CfgVirtualServer]:
-    """Virtual servers whose VIP this node holds on ``lo`` as a DR real server."""
+    """Virtual servers whose VIP this node holds on ``lo``: as a DR real server, or as a
+    director that announces it by BGP."""
     return [
         vs
         for vs in config.virtual_servers
-        if vs.vrrp_instance is not None
-        and vs.ip is not None
-        and any(rs.lvs_method is LvsMethod.DR for rs in vs.real_servers)
+        if vs.ip is not None
+        and (vs.announce is Announce.BGP
+             or (vs.vrrp_instance is not None
+                 and any(rs.lvs_method is LvsMethod.DR for rs in vs.real_servers)))
     ]
 
 
 def dr_sysctls(config: Config) -> Iterator[SysctlSetting]:
-    """The ARP sysctls of the DR role, per IPv4 DR service's VRRP interface and ``all``."""
+    """The ARP sysctls of the VIPs on ``lo``: per IPv4 DR service's VRRP interface and
+    ``all`` (a BGP service has no VRRP interface: ``all`` only)."""
     for vs in dr_services(config):
-        assert vs.ip is not None and vs.vrrp_instance is not None
+        assert vs.ip is not None
         if vs.ip.version != 4:
             continue
-        iface = config.instance(vs.vrrp_instance).interface
-        why = f"DR real server for {vs.label}: do not answer ARP for the VIP held on lo"
-        for where in (iface, "all"):
+        if vs.vrrp_instance is None:
+            why = f"BGP director for {vs.label}: do not answer ARP for the VIP held on lo"
+            wheres: tuple[str, ...] = ("all",)
+        else:
+            why = f"DR real server for {vs.label}: do not answer ARP for the VIP held on lo"
+            wheres = (config.instance(vs.vrrp_instance).interface, "all")
+        for where in wheres:
             yield SysctlSetting(conf_key(4, where, "arp_ignore"), 1, why)
             yield SysctlSetting(conf_key(4, where, "arp_announce"), 2, why)
 

@@ -22,10 +22,11 @@ import logging
 import time
 from typing import Any
 
+from mailha.bgp.readiness import ServiceInput
 from mailha.config.model import Config, RealServer
 from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.ip import IPAddress
-from mailha.lvs.desired import desired_table, is_programmed, owned_keys
+from mailha.lvs.desired import desired_table, is_programmed, owned_keys, service_keys
 from mailha.lvs.drain import DrainTarget, drain_pool
 from mailha.lvs.health import HealthChecks
 from mailha.lvs.host import HostRole
@@ -161,6 +162,32 @@ class LvsManager:
         pools = {i: drain_pool(svc.pool(), svc.virtual_server, self.drained)
                  for i, svc in enumerate(self.checks.health)}
         return desired_table(self.config, pools, self._programmed)
+
+    def bgp_inputs(self) -> tuple[ServiceInput, ...]:
+        """What the BGP mode's readiness needs of each ``announce = "bgp"`` service: in
+        the kernel after the last reconcile, and how many real servers are up (weight
+        above 0 after drains; the sorry server does not count)."""
+        out = []
+        in_kernel = self.reconciler.in_kernel
+        for svc in self.checks.health:
+            vs = svc.virtual_server
+            if vs not in self.config.bgp_services or vs.ip is None:
+                continue
+            pool = drain_pool(svc.pool(), vs, self.drained)
+            healthy = sum(1 for m in pool.members if m.weight)
+            keys = service_keys(self.config, vs)
+            out.append(ServiceInput(vs.label, vs.ip, all(k in in_kernel for k in keys),
+                                    healthy, len(vs.real_servers), vs.min_healthy))
+        return tuple(out)
+
+    async def bgp_active_sessions(self) -> int:
+        """Active connections IPVS holds in the ``announce = "bgp"`` services."""
+        if self.nl is None:
+            return 0
+        keys = {k for vs in self.config.bgp_services for k in service_keys(self.config, vs)}
+        observed = await self.nl.observe()
+        return sum(d.active_conns for key in observed if key in keys
+                   for d in observed.stats(key).destinations.values())
 
     def _update_programmed(self) -> None:
         for vs in self.config.virtual_servers:

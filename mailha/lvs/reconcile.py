@@ -69,11 +69,16 @@ class Reconciler:
     def __init__(self, *, netlink: Callable[[], IpvsNetlink | None],
                  desired: Callable[[], Mapping[Any, Any]],
                  owned: Callable[[], AbstractSet[ServiceKey]], metrics: Metrics,
-                 on_pass: Callable[[], None] = lambda: None) -> None:
+                 on_pass: Callable[[], None] = lambda: None,
+                 on_reconciled: Callable[[], None] = lambda: None) -> None:
         self._netlink = netlink
         self._desired = desired
         self._owned = owned
         self._on_pass = on_pass
+        self.on_reconciled = on_reconciled
+        #: Services the last pass left in the kernel (all it wanted, unless it failed):
+        #: what the BGP mode's readiness calls "programmed".
+        self.in_kernel: frozenset[ServiceKey] = frozenset()
         self.metrics = metrics
         self._dirty = asyncio.Event()
         self._ready = asyncio.Event()
@@ -115,11 +120,25 @@ class Reconciler:
                         "" if changed == 1 else "s",
                     )
                 self._last_desired = desired
+                self.in_kernel = frozenset(desired)
                 self._ready.set()
+                self.on_reconciled()
             except Exception as exc:
                 log.error("IPVS reconcile failed: %s; retrying", exc)
+                self.in_kernel = await self._present(desired)
+                self.on_reconciled()
                 await asyncio.sleep(1)
                 self._dirty.set()
+
+    async def _present(self, desired: Mapping[Any, Any]) -> frozenset[ServiceKey]:
+        """After a failed pass: the wanted services that are in the kernel all the same
+        (a refused destination does not take its service away); none if unreadable."""
+        nl = self._netlink()
+        try:
+            observed = await nl.observe(with_stats=False) if nl is not None else ()
+        except Exception:
+            return frozenset()
+        return frozenset(key for key in observed if key in desired)
 
     async def apply(self, desired: Mapping[Any, Any]) -> int:
         """Make the kernel match ``desired`` on the services we own; returns ops applied."""

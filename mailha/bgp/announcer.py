@@ -91,13 +91,14 @@ class Announcer(AsyncResource):
         inputs: Callable[[], Sequence[ServiceInput]],
         drained: bool = False,
         client: BirdClient | None = None,
+        deadman: DeadmanDevice | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self._inputs = inputs
         self.drained = drained
         self.client = client or BirdClient(config.bgp.bird_socket)
-        self.deadman = DeadmanDevice(config.bgp.deadman_interface)
+        self.deadman = deadman or DeadmanDevice(config.bgp.deadman_interface)
         self.verdicts: tuple[VipReadiness, ...] = ()
         self.bird_error: str | None = "not queried yet"
         self.rows: tuple[ProtocolRow, ...] = ()

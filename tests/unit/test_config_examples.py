@@ -25,7 +25,8 @@ def test_reference_loads_cleanly() -> None:
         "notification_email", "notification_email_from", "smtp_server", "smtp_helo_name",
         "virtual_ipaddress_excluded",  # its no_track
     }
-    assert len(config.virtual_servers) == 3
+    assert len(config.virtual_servers) == 4
+    assert [vs.label for vs in config.bgp_services] == ["TCP 10.12.49.38:25"]
 
 
 def _keys(table: Any) -> set[str]:
@@ -48,6 +49,7 @@ def test_reference_documents_every_key() -> None:
         ("lvs_sync_daemon", set(L.SYNC_SPEC), set(glob["lvs_sync_daemon"])),
         ("metrics", set(L.METRICS_SPEC), set(data["metrics"])),
         ("control", {"socket"}, set(data["control"])),
+        ("bgp", set(L.BGP_SPEC), set(data["bgp"])),
         ("vrrp_script", set(L.SCRIPT_SPEC) | {"script", "user", "group", "reverse"},
          _keys(list(data["vrrp_script"].values()))),
         ("vrrp_instance", set(L.INSTANCE_KEYS), _keys(list(data["vrrp_instance"].values()))),

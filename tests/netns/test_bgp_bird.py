@@ -234,3 +234,26 @@ async def test_announcements_reach_the_router(topo: Topology) -> None:
 
 async def _eq(coro: Coroutine[Any, Any, set[str]], want: set[str]) -> bool:
     return await coro == want
+
+
+async def test_the_units_exec_stop_post_disables_the_protocols(topo: Topology) -> None:
+    """mailha.service's ExecStopPost, unquoted as systemd does (shlex agrees on this line),
+    disables enabled mailha_* protocols in a real BIRD and leaves the others alone."""
+    import shlex
+
+    unit = (ROOT / "deploy" / "systemd" / "mailha.service").read_text()
+    (line,) = [x.split("=", 1)[1] for x in unit.splitlines() if x.startswith("ExecStopPost=")]
+    argv = shlex.split(line.removeprefix("-"))
+    d1 = Director(topo, "d1")
+    d1.include.write_text('protocol static mailha_10_12_49_37 { ipv4; route 10.12.49.37/32 '
+                          'via "lo"; }\nprotocol static keepme { ipv4; route 10.12.49.9/32 '
+                          'via "lo"; }\n')
+    await d1.bird.start()
+    try:
+        script = argv[2].replace("/run/bird/bird.ctl", str(d1.bird.socket))
+        result = await netns.run([argv[0], argv[1], script], time_limit=30)
+        assert result.ok, result
+        rows = {r.name: r.up for r in await d1.bird.client.protocols()}
+        assert rows["mailha_10_12_49_37"] is False and rows["keepme"] is True
+    finally:
+        await d1.bird.stop()

@@ -204,3 +204,15 @@ async def test_stop_with_bird_gone_still_drops_the_device(tmp_path: Path, bird: 
     await bird.stop()
     await ann.stop()
     assert not ann.deadman.held
+
+
+def test_a_vrrp_node_exports_no_bgp_series() -> None:
+    """mailha_bird_up 0 on a node that never needed BIRD would page someone."""
+    from mailha.metrics import BgpSnapshot
+
+    metrics = Metrics()
+    assert "mailha_bird_up" not in metrics.render().decode()
+    metrics.bgp = BgpSnapshot(bird_up=False, drained=True, vips={"10.12.49.37": (True, False)})
+    text = metrics.render().decode()
+    assert "mailha_bird_up 0.0" in text and "mailha_director_drained 1.0" in text
+    assert 'mailha_bgp_vip_announced{vip="10.12.49.37"} 0.0' in text

@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mailha.metrics import IpvsSnapshot, Metrics
+from mailha.metrics import BgpSnapshot, IpvsSnapshot, Metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = DEPLOY / "mailha-rules.yml"
 RULE_TESTS = DEPLOY / "mailha-rules.test.yml"
+BGP_RULES = DEPLOY / "mailha-bgp-rules.yml"
+BGP_RULE_TESTS = DEPLOY / "mailha-bgp-rules.test.yml"
+RULE_PAIRS = [(RULES, RULE_TESTS), (BGP_RULES, BGP_RULE_TESTS)]
 CONFIG = DEPLOY / "prometheus.yml"
 
 REQUIRED_ALERTS = {
@@ -27,6 +30,8 @@ REQUIRED_ALERTS = {
     "MailhaQuorumLost", "MailhaConfigReloadFailed", "MailhaScrapeMissing",
     "MailhaCheckOverruns", "MailhaReconcileErrors",
 }
+REQUIRED_BGP_ALERTS = {"MailhaBgpNoDirector", "MailhaBgpVipNotAnnounced", "MailhaBirdDown",
+                       "MailhaBgpSessionDown"}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +54,9 @@ def _alert_names(text: str) -> list[str]:
     return re.findall(r"^\s*- alert:\s*(\w+)\s*$", text, flags=re.M)
 
 
-def test_promtool_check_rules(promtool: str) -> None:
-    run = _run(promtool, "check", "rules", RULES.name)
+@pytest.mark.parametrize("rules", [RULES, BGP_RULES], ids=lambda p: p.name)
+def test_promtool_check_rules(promtool: str, rules: Path) -> None:
+    run = _run(promtool, "check", "rules", rules.name)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SUCCESS" in run.stdout
 
@@ -60,8 +66,9 @@ def test_promtool_check_example_config(promtool: str) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_promtool_unit_tests_pass(promtool: str) -> None:
-    run = _run(promtool, "test", "rules", RULE_TESTS.name)
+@pytest.mark.parametrize("tests", [RULE_TESTS, BGP_RULE_TESTS], ids=lambda p: p.name)
+def test_promtool_unit_tests_pass(promtool: str, tests: Path) -> None:
+    run = _run(promtool, "test", "rules", tests.name)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SUCCESS" in run.stdout
 
@@ -80,11 +87,15 @@ def test_unit_tests_fail_when_a_rule_is_broken(promtool: str, tmp_path: Path) ->
     assert "MailhaNoMaster" in run.stdout + run.stderr
 
 
-def test_every_required_alert_exists_with_severity_and_runbook_text() -> None:
-    text = RULES.read_text()
+@pytest.mark.parametrize(("rules", "required"), [(RULES, REQUIRED_ALERTS),
+                                                  (BGP_RULES, REQUIRED_BGP_ALERTS)],
+                         ids=["vrrp", "bgp"])
+def test_every_required_alert_exists_with_severity_and_runbook_text(
+        rules: Path, required: set[str]) -> None:
+    text = rules.read_text()
     alerts = _alert_names(text)
     assert len(alerts) == len(set(alerts)), "duplicate alert names"
-    assert set(alerts) >= REQUIRED_ALERTS
+    assert set(alerts) >= required
     # Each alert block has a severity label and both annotations.
     blocks = re.split(r"^\s*- (?:alert|record):", text, flags=re.M)[1:]
     for block in blocks:
@@ -95,20 +106,23 @@ def test_every_required_alert_exists_with_severity_and_runbook_text() -> None:
         assert "summary:" in block and "description:" in block, name
 
 
-def test_every_alert_is_tested_firing_and_quiet() -> None:
+@pytest.mark.parametrize(("rules", "rule_tests"), RULE_PAIRS, ids=["vrrp", "bgp"])
+def test_every_alert_is_tested_firing_and_quiet(rules: Path, rule_tests: Path) -> None:
     """Each alert appears in the promtool tests with and without expected alerts."""
-    tests = RULE_TESTS.read_text()
+    tests = rule_tests.read_text()
     fired = set(re.findall(
         r'alertname: "?(\w+)"?\n\s+exp_alerts:\n\s+- exp_labels', tests))
     quiet = set(re.findall(r'alertname: "?(\w+)"?\n\s+exp_alerts: \[\]', tests))
-    alerts = set(_alert_names(RULES.read_text()))
+    alerts = set(_alert_names(rules.read_text()))
     assert alerts - fired == set(), "alerts never tested firing"
     assert alerts - quiet == set(), "alerts never tested quiet"
 
 
-def test_rules_use_only_metrics_mailha_exports() -> None:
+@pytest.mark.parametrize("rules", [RULES, BGP_RULES], ids=lambda p: p.name)
+def test_rules_use_only_metrics_mailha_exports(rules: Path) -> None:
     m = Metrics()
     m.ipvs = IpvsSnapshot(backends={("s", "r"): {"conns": 1}})
+    m.bgp = BgpSnapshot(vips={"10.12.49.37": (True, True)}, sessions={"uplink": True})
     exported = set()
     for family in text_string_to_metric_families(m.render().decode()):
         exported.add(family.name)
@@ -116,7 +130,7 @@ def test_rules_use_only_metrics_mailha_exports() -> None:
         exported.update(family.name + suffix for suffix in
                         {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
                         .get(family.type, ()))
-    exprs = re.findall(r"^\s*expr: (.+)$", RULES.read_text(), flags=re.M)
+    exprs = re.findall(r"^\s*expr: (.+)$", rules.read_text(), flags=re.M)
     used = set()
     for expr in exprs:
         without_strings = re.sub(r'"[^"]*"', '""', expr)
@@ -125,12 +139,14 @@ def test_rules_use_only_metrics_mailha_exports() -> None:
     assert used <= exported, sorted(used - exported)
 
 
-def test_every_aggregation_keeps_the_vrid_and_the_cluster() -> None:
+@pytest.mark.parametrize(("rules", "least"), [(RULES, 10), (BGP_RULES, 2)],
+                         ids=["vrrp", "bgp"])
+def test_every_aggregation_keeps_the_vrid_and_the_cluster(rules: Path, least: int) -> None:
     """Issue 10: an instance is (cluster, vrrp_instance, vrid), never its name alone, so two
     clusters that both call theirs VI_postfix are not summed into "two masters"."""
-    text = RULES.read_text()
+    text = rules.read_text()
     groupings = re.findall(r"\b(by|on) \(([^)]*)\)", text.split("groups:", 1)[1])
-    assert len(groupings) >= 10
+    assert len(groupings) >= least
     for keyword, labels in groupings:
         names = {n.strip() for n in labels.split(",")}
         assert "cluster" in names, f"{keyword} ({labels}) drops the cluster label"

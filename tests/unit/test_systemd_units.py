@@ -78,3 +78,22 @@ def test_guide_lists_the_units_restrictions_as_they_are() -> None:
                 "RestrictNamespaces", "RestrictRealtime", "MemoryDenyWriteExecute",
                 "ProtectKernelLogs", "ProtectClock", "ProtectHostname", "ProtectControlGroups"):
         assert key in unit and f"`{key}=" in table, key
+
+
+BGP_DROPIN = UNIT.parent / "mailha.service.d" / "bgp.conf"
+
+
+def test_bgp_dropin_parses_and_adds_only_birds_group_and_etc_bird(tmp_path: Path) -> None:
+    result = _verify(tmp_path, BGP_DROPIN.read_text())
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert directives(BGP_DROPIN) == [("After", "bird.service"),
+                                      ("SupplementaryGroups", "bird"),
+                                      ("ReadWritePaths", "/etc/bird")]
+
+
+def test_unit_withdraws_bgp_routes_after_any_stop() -> None:
+    """ExecStopPost disables the generated protocols with birdc, a no-op without it."""
+    (line,) = [v for k, v in directives(UNIT) if k == "ExecStopPost"]
+    assert line.startswith("-/bin/sh -c ") and "command -v birdc" in line
+    # sh must hand birdc the pattern quoted ("mailha_*"): unquoted, BIRD refuses it
+    assert """birdc -s /run/bird/bird.ctl disable '\\"mailha_*\\"'""" in line

@@ -106,3 +106,17 @@ class FakeBird:
                 self.protocols[name] = want
                 lines.append(f"{'0011' if want else '0009'}-{name}: {verb}d")
         return "\n".join(lines) + "\n0000 \n"
+
+
+class FakeDeadman:
+    """The tun device needs root: its life is checked in tests/netns/test_bgp_bird.py."""
+
+    def __init__(self) -> None:
+        self.name = "mailha-bgp"
+        self.held = False
+
+    async def open(self) -> None:
+        self.held = True
+
+    def close(self) -> None:
+        self.held = False

@@ -9,7 +9,7 @@ from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
-from fake_bird import FakeBird
+from fake_bird import FakeBird, FakeDeadman
 
 from mailha.bgp.announcer import Announcer, BgpSetupError
 from mailha.bgp.readiness import ServiceInput
@@ -19,20 +19,6 @@ from mailha.metrics import Metrics
 
 V1, V2 = ip_address("10.12.49.37"), ip_address("10.12.49.38")
 P1, P2 = "mailha_10_12_49_37", "mailha_10_12_49_38"
-
-
-class FakeDeadman:
-    """The tun device needs root: its life is checked in tests/netns/test_bgp_bird.py."""
-
-    def __init__(self) -> None:
-        self.name = "mailha-bgp"
-        self.held = False
-
-    async def open(self) -> None:
-        self.held = True
-
-    def close(self) -> None:
-        self.held = False
 
 
 def config(tmp_path: Path, vips: tuple[str, ...] = ("10.12.49.37",), interval: float = 0.1,

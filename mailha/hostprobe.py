@@ -15,12 +15,18 @@ import grp
 import os
 import pwd
 import socket
+import stat
 from pathlib import Path
 
 from mailha.config import scriptsec
 from mailha.config.errors import Diagnostic, Severity
 from mailha.config.model import Config
-from mailha.config.validate import check_control_socket, check_host, check_scripts
+from mailha.config.validate import (
+    check_bgp_host,
+    check_control_socket,
+    check_host,
+    check_scripts,
+)
 from mailha.ip import IPAddress
 from mailha.socketpath import socket_path_problem
 
@@ -110,4 +116,17 @@ def check_this_host(
     return (check_host(config, owned.__contains__, interface_exists)
             + check_scripts(config, severity=script_severity, runnable=runnable,
                             fs=HostFileSystem(), accounts=HostAccounts())
-            + check_control_socket(config, socket_path_problem))
+            + check_control_socket(config, socket_path_problem)
+            + check_bgp_host(config, is_socket=_is_socket, is_dir=lambda p: p.is_dir(),
+                             tun_exists=TUN_DEVICE.exists()))
+
+
+#: The tun driver's device node, which the BGP mode's dead-man device is made through.
+TUN_DEVICE = Path("/dev/net/tun")
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False

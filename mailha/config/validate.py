@@ -716,6 +716,32 @@ def _check_script_security(
     )
 
 
+def check_bgp_host(config: Config, *, is_socket: Callable[[Path], bool],
+                   is_dir: Callable[[Path], bool], tun_exists: bool) -> list[Diagnostic]:
+    """The BGP mode's needs on this machine, as warnings: BIRD may start after mailha
+    (which retries), and a missing include directory fails the start with its own error.
+    The machine is probed by the caller (:mod:`mailha.hostprobe`)."""
+    if not config.bgp_services:
+        return []
+    r = _Reporter(config)
+    bgp = config.bgp
+    if not is_socket(bgp.bird_socket):
+        r.report("warning", ("bgp", "bird_socket"),
+                 f"no BIRD control socket at {bgp.bird_socket}: nothing is announced until "
+                 "BIRD runs there", "start BIRD (systemctl start bird), or fix bird_socket",
+                 str(bgp.bird_socket))
+    if not is_dir(bgp.include_file.parent):
+        r.report("warning", ("bgp", "include_file"),
+                 f"{bgp.include_file.parent} does not exist: mailha cannot write its "
+                 "include file there", "install bird2, or set include_file",
+                 str(bgp.include_file))
+    if not tun_exists:
+        r.report("warning", ("bgp", "deadman_interface"),
+                 "/dev/net/tun is missing: mailha cannot create its dead-man tun device",
+                 "load the tun module: modprobe tun", bgp.deadman_interface)
+    return r.found
+
+
 def check_control_socket(config: Config,
                          problem: Callable[[Path], str | None]) -> list[Diagnostic]:
     """``[control] socket`` must be free or a socket: the daemon replaces what is there.

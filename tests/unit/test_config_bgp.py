@@ -161,3 +161,36 @@ def test_check_says_nothing_of_bgp_for_a_vrrp_file(tmp_path: Path) -> None:
     out = io.StringIO()
     check_command([path], out=out, host_checks=False)
     assert "BGP" not in out.getvalue()
+
+
+def test_host_check_warns_about_bird_include_dir_and_tun(tmp_path: Path) -> None:
+    from mailha.config.validate import check_bgp_host
+
+    path = tmp_path / "director.toml"
+    path.write_text(BASE + '\n[bgp]\nbird_socket = "/run/b/none.ctl"\n'
+                    'include_file = "/nodir/m.conf"\n')
+    config = loads(path.read_text(), path)
+    found = check_bgp_host(config, is_socket=lambda p: False, is_dir=lambda p: False,
+                           tun_exists=False)
+    assert [(d.severity, d.key) for d in found] == [
+        ("warning", "bgp.bird_socket"), ("warning", "bgp.include_file"),
+        ("warning", "bgp.deadman_interface")]
+    assert found[0].line is not None and "/run/b/none.ctl" in found[0].message
+    assert check_bgp_host(config, is_socket=lambda p: p == Path("/run/b/none.ctl"),
+                          is_dir=lambda p: p == Path("/nodir"), tun_exists=True) == []
+    vrrp = loads(BASE.replace('announce = "bgp"\n', ""), path)
+    assert check_bgp_host(vrrp, is_socket=lambda p: False, is_dir=lambda p: False,
+                          tun_exists=False) == []
+
+
+def test_host_probe_sees_a_real_socket(tmp_path: Path) -> None:
+    import socket
+
+    from mailha.hostprobe import _is_socket
+
+    assert not _is_socket(tmp_path / "none")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "s"))
+        assert _is_socket(tmp_path / "s")
+    (tmp_path / "f").touch()
+    assert not _is_socket(tmp_path / "f")

@@ -128,21 +128,6 @@ class BirdDaemon(AsyncResource):
     async def command(self, line: str) -> Reply:
         return await self.client.command(line)
 
-    async def session_up(self, name: str) -> bool:
-        return any(r.name == name and r.up for r in await self.client.protocols())
-
-    async def wait_sessions(self, names: Sequence[str], *, time_limit: float = 30.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + time_limit
-        while True:
-            rows = {r.name: r for r in await self.client.protocols()}
-            if all(n in rows and rows[n].up for n in names):
-                return
-            if loop.time() > deadline:
-                raise NetnsError("BGP sessions not established",
-                                 "; ".join(f"{r.name} {r.state} {r.info}" for r in rows.values()))
-            await asyncio.sleep(0.1)
-
 
 async def fib_next_hops(netns_name: str, prefix: ipaddress.IPv4Network | str) -> set[str]:
     """The gateways of ``prefix`` in the namespace's kernel table (ECMP: several)."""

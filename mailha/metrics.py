@@ -55,6 +55,8 @@ class IpvsSnapshot:
 
     services: dict[str, dict[str, int]] = field(default_factory=dict)
     backends: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    #: Maglev (mh) services: :func:`mailha.lvs.maglev.fingerprint` of the kernel's table.
+    fingerprints: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,6 +163,15 @@ class _IpvsCollector(Collector):
             inbytes.add_metric(lv, values.get("inbytes", 0))
             outbytes.add_metric(lv, values.get("outbytes", 0))
         yield from (active, inactive, weight, conns, inbytes, outbytes)
+        fingerprint = GaugeMetricFamily(
+            "mailha_ipvs_table_fingerprint",
+            "Maglev (mh) services: a 52-bit hash of the lookup table as the kernel holds it "
+            "(scheduler, flags, destinations in list order with their weights); directors "
+            "that balance the same service must report the same value",
+            labels=["service"])
+        for service, value in sorted(snap.fingerprints.items()):
+            fingerprint.add_metric([service], value)
+        yield fingerprint
 
 
 class Metrics:

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from ipaddress import ip_address
 
-from mailha.checkers.quorum import DesiredPool
+from mailha.checkers.quorum import SORRY_WEIGHT, DesiredPool
 from mailha.config.model import (
     Announce,
     Config,
@@ -28,6 +28,7 @@ from mailha.config.model import (
 from mailha.config.model import Protocol as CfgProtocol
 from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.ip import IPAddress
+from mailha.lvs.maglev import MAGLEV
 from mailha.lvs.model import (
     MH_FALLBACK,
     MH_PORT,
@@ -102,6 +103,12 @@ def owned_keys(config: Config) -> set[ServiceKey]:
     return {key for vs in config.virtual_servers for key in service_keys(config, vs)}
 
 
+def maglev_keys(config: Config) -> frozenset[ServiceKey]:
+    """The services this configuration wants with the Maglev (``mh``) scheduler."""
+    return frozenset(key for vs in config.virtual_servers if vs.lvs_sched == MAGLEV
+                     for key in service_keys(config, vs))
+
+
 def _tunnel(opts: TunnelOptions | None) -> Tunnel:
     if opts is None:
         return Tunnel()
@@ -131,17 +138,24 @@ def _dest(
     method: LvsMethod,
     tunnel: TunnelOptions | None,
     weight: int,
+    table_weight: int,
     u: int = 0,
     lower: int = 0,
 ) -> Destination:
     forward = _FORWARD[method]
     return Destination(
-        ip, port, forward, weight, u, lower, _tunnel(tunnel) if forward == Forward.TUNNEL else None
+        ip, port, forward, weight, u, lower, _tunnel(tunnel) if forward == Forward.TUNNEL else None,
+        table_weight=table_weight if weight == 0 else None,
     )
 
 
 def destinations(key: ServiceKey, vs: CfgVirtualServer, pool: DesiredPool) -> Iterator[Destination]:
-    """The destinations of one service from the health state of its pool."""
+    """The destinations of one service from the health state of its pool.
+
+    A destination at weight 0 (failed with ``inhibit_on_failure``, or drained) carries
+    its configured weight as its table weight: the share of a Maglev table it keeps
+    while quiesced (:mod:`mailha.lvs.maglev`).
+    """
     for member in pool.members:
         if member.weight is None:
             continue
@@ -153,13 +167,15 @@ def destinations(key: ServiceKey, vs: CfgVirtualServer, pool: DesiredPool) -> It
             rs.lvs_method,
             rs.tunnel or vs.tunnel,
             member.weight,
+            rs.weight,
             rs.uthreshold,
             rs.lthreshold,
         )
     sorry: SorryServer | None = pool.sorry_server
     if sorry is not None and pool.sorry_weight is not None:
         port = sorry.port if sorry.port is not None else key.port
-        yield _dest(sorry.ip, port, sorry.lvs_method or vs.lvs_method, vs.tunnel, pool.sorry_weight)
+        yield _dest(sorry.ip, port, sorry.lvs_method or vs.lvs_method, vs.tunnel,
+                    pool.sorry_weight, SORRY_WEIGHT)
 
 
 def desired_table(

@@ -281,6 +281,13 @@ class Destination:
     Weight 0 quiesces the server: it keeps its connections but gets no new ones.
     ``u_threshold``/``l_threshold`` cap active+inactive connections (0 = no cap); the
     kernel insists on ``l_threshold <= u_threshold``.
+
+    ``table_weight`` matters only for a quiesced destination of a Maglev (``mh``)
+    service, and only in a *desired* table: the weight its share of the lookup table
+    is sized with. The kernel keeps that share when the weight drops to 0 (its
+    ``last_weight``, see :mod:`mailha.lvs.maglev`) but never reports it, so it takes
+    no part in equality and reads back as ``None``; the planner uses it when it has to
+    (re)add such a destination.
     """
 
     address: IPAddress
@@ -290,6 +297,7 @@ class Destination:
     u_threshold: int = 0
     l_threshold: int = 0
     tunnel: Tunnel | None = None
+    table_weight: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check_port(self.port, "destination")
@@ -304,6 +312,8 @@ class Destination:
             )
         if (self.tunnel is not None) != (self.forward == Forward.TUNNEL):
             raise LvsModelError("tunnel settings go with, and only with, Forward.TUNNEL")
+        if self.table_weight is not None and not 0 <= self.table_weight <= WEIGHT_MAX:
+            raise LvsModelError(f"table weight {self.table_weight} is outside 0..{WEIGHT_MAX}")
 
     @classmethod
     def of(

@@ -20,15 +20,20 @@ Editing in place matters: deleting a service or destination drops its connection
 from the scheduler's view (and sends established ones to the trash), while an edit
 keeps them. Hence "adoption": a kernel service equal to the desired one yields no
 operation, so restarting mailha on a live director drops nothing.
+
+For Maglev (``mh``) services the *order* of the destination list is part of what
+must match, and a quiesced destination is added in two steps: the rules, and why,
+are in :mod:`mailha.lvs.maglev`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeAlias
 
-from mailha.lvs.model import Destination, DestKey, Service, ServiceKey, Table
+from mailha.lvs.maglev import canonical_order, in_canonical_order, is_maglev, kept_tail
+from mailha.lvs.model import Destination, DestKey, Service, ServiceKey, Table, VirtualServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,23 +104,32 @@ def plan(desired: Table, observed: Table, owned: Set[ServiceKey] = frozenset()) 
     need not:
 
     1. per desired service, in key order: ``AddService`` or ``EditService``; then
-       ``AddDest``; then ``EditDest`` (those leaving a positive weight first); then
-       ``DelDest``;
+       ``AddDest`` (ascending destination order: see :mod:`mailha.lvs.maglev`); then
+       ``EditDest`` (those leaving a positive weight first); then ``DelDest``;
     2. ``DelService`` for owned services no longer desired.
+
+    A Maglev service's destinations must also end in canonical list order: those
+    before the longest tail already in order are deleted and re-added, each pair
+    adjacent, in place of step 1's ``AddDest`` (:func:`_plan_maglev`).
     """
     ops: list[Op] = []
     for key in sorted(desired, key=ServiceKey.sort_key):
         want = desired[key]
         have = observed.get(key)
+        maglev = is_maglev(want.service)
         if have is None:
             ops.append(AddService(want.service))
-            ops.extend(AddDest(key, d) for d in _sorted_dests(want.destinations.values()))
+            for dest in _sorted_dests(want.destinations.values()):
+                ops.extend(_add(key, dest, maglev=maglev))
             continue
-        if have == want:  # the common case, decided without sorting anything
-            continue
+        if have == want and (not maglev or in_canonical_order(list(have.destinations))):
+            continue  # the common case, decided without sorting anything
         if have.service != want.service:
             ops.append(EditService(want.service))
-        ops.extend(_plan_dests(key, want.destinations, have.destinations))
+        if maglev:
+            ops.extend(_plan_maglev(key, want, have))
+        else:
+            ops.extend(_plan_dests(key, want.destinations, have.destinations))
     gone = (key for key in owned if key not in desired and key in observed)
     ops.extend(DelService(key) for key in sorted(gone, key=ServiceKey.sort_key))
     return ops
@@ -138,6 +152,56 @@ def _plan_dests(
     edits.sort(key=lambda op: op.dest.weight == 0)
     dels = [DelDest(key, k) for k in sorted(have.keys() - want.keys(), key=DestKey.sort_key)]
     return [*adds, *edits, *dels]
+
+
+def _plan_maglev(key: ServiceKey, want: VirtualServer, have: VirtualServer) -> list[Op]:
+    """A Maglev service's destinations: canonical order, quiesced in place.
+
+    ``canonical[:k]`` are (re)added at the head, last first, a destination already in
+    the kernel deleted just before its re-add (the pair keeps its connections: see
+    :mod:`mailha.lvs.maglev`); ``canonical[k:]`` stay and are edited if they differ.
+    """
+    canonical = canonical_order(want.destinations)
+    k = kept_tail(canonical, [d for d in have.destinations if d in want.destinations])
+    adds: list[Op] = []
+    for dkey in reversed(canonical[:k]):
+        if dkey in have.destinations:
+            adds.append(DelDest(key, dkey))
+        adds.extend(_add(key, want.destinations[dkey], maglev=True))
+    edits: list[list[EditDest]] = []
+    for dkey in canonical[k:]:
+        dest, current = want.destinations[dkey], have.destinations[dkey]
+        if current == dest:
+            continue
+        steps = [EditDest(key, dest)]
+        if dest.weight == 0 and current.weight not in (0, dest.table_weight):
+            # Quiesced from another weight: the kernel keeps the last non-zero one.
+            resize = _table_sized(dest)
+            if resize is not None:
+                steps.insert(0, EditDest(key, resize))
+        edits.append(steps)
+    edits.sort(key=lambda steps: steps[-1].dest.weight == 0)
+    gone = sorted(have.destinations.keys() - want.destinations.keys(), key=DestKey.sort_key)
+    return [*adds, *(op for steps in edits for op in steps), *(DelDest(key, d) for d in gone)]
+
+
+def _add(key: ServiceKey, dest: Destination, *, maglev: bool) -> list[Op]:
+    """``AddDest``; for a quiesced Maglev destination, at its table weight, then quiesced.
+
+    Added at weight 0 it would get no share of the lookup table, unlike the same
+    server on a director that saw it up before it failed (:mod:`mailha.lvs.maglev`).
+    """
+    sized = _table_sized(dest) if maglev and dest.weight == 0 else None
+    if sized is None:
+        return [AddDest(key, dest)]
+    return [AddDest(key, sized), EditDest(key, dest)]
+
+
+def _table_sized(dest: Destination) -> Destination | None:
+    """``dest`` at its table weight, or None when that is unknown or 0."""
+    if not dest.table_weight:
+        return None
+    return replace(dest, weight=dest.table_weight)
 
 
 def _sorted_dests(dests: Iterable[Destination]) -> list[Destination]:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import errno
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ipvs_model import Kernel, as_listed, run
 
+from mailha.lvs.maglev import is_maglev
 from mailha.lvs.model import (
     MH_FALLBACK,
     MH_PORT,
     NO_FLAGS,
     SH_PORT,
     Destination,
-    DestKey,
     Forward,
     LvsModelError,
     Persistence,
@@ -56,69 +56,6 @@ def vs(service: Service | ServiceKey, *dests: Destination) -> VirtualServer:
     if isinstance(service, ServiceKey):
         service = Service(service, "wlc")
     return VirtualServer.of(service, dests)
-
-
-# ------------------------------------------------------------------ kernel simulator
-
-
-class KernelError(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(errno.errorcode[code])
-        self.code = code
-
-
-class Kernel:
-    """What ip_vs_genl_set_cmd does with each command, minus packets."""
-
-    def __init__(self, initial: Table) -> None:
-        self.services: dict[ServiceKey, Service] = {k: v.service for k, v in initial.items()}
-        self.dests: dict[ServiceKey, dict[DestKey, Destination]] = {
-            k: dict(v.destinations) for k, v in initial.items()
-        }
-
-    def table(self) -> dict[ServiceKey, VirtualServer]:
-        return {k: VirtualServer(s, self.dests[k]) for k, s in self.services.items()}
-
-    def usable(self, key: ServiceKey) -> int:
-        return sum(1 for d in self.dests.get(key, {}).values() if d.weight > 0)
-
-    def apply(self, op: Op) -> None:
-        match op:
-            case AddService(service):
-                if service.key in self.services:
-                    raise KernelError(errno.EEXIST)
-                self.services[service.key] = service
-                self.dests[service.key] = {}
-            case EditService(service):
-                self._service(service.key)
-                self.services[service.key] = service
-            case DelService(key):
-                self._service(key)
-                del self.services[key], self.dests[key]
-            case AddDest(key, dest):
-                if dest.key in self._service(key):
-                    raise KernelError(errno.EEXIST)
-                self.dests[key][dest.key] = dest
-            case EditDest(key, dest):
-                if dest.key not in self._service(key):
-                    raise KernelError(errno.ENOENT)
-                self.dests[key][dest.key] = dest
-            case DelDest(key, dkey):
-                if dkey not in self._service(key):
-                    raise KernelError(errno.ENOENT)
-                del self.dests[key][dkey]
-
-    def _service(self, key: ServiceKey) -> dict[DestKey, Destination]:
-        if key not in self.services:
-            raise KernelError(errno.ESRCH)
-        return self.dests[key]
-
-
-def run(observed: Table, ops: Iterable[Op]) -> dict[ServiceKey, VirtualServer]:
-    kernel = Kernel(observed)
-    for op in ops:
-        kernel.apply(op)
-    return kernel.table()
 
 
 # ------------------------------------------------------------------------ examples
@@ -182,7 +119,7 @@ def test_destination_settings_are_edited_in_place(change: dict[str, object]) -> 
     ],
 )
 def test_service_settings_are_edited_in_place(after: Service) -> None:
-    observed = table(vs(Service(VIP, "wlc"), N1, N2))
+    observed = table(vs(Service(VIP, "wlc"), N2, N1))  # as the kernel lists them
     assert plan(table(vs(after, N1, N2)), observed, {VIP}) == [EditService(after)]
 
 
@@ -405,7 +342,8 @@ def test_plan_is_idempotent_and_minimal(scenario: Scenario) -> None:
         kernel.apply(op)
         assert kernel.table() != before, op
     assert plan(desired, kernel.table(), owned | set(desired)) == []
-    assert len(ops) == _lower_bound(desired, observed, owned)
+    if not any(is_maglev(row.service) for row in desired.values()):  # see test_maglev_*
+        assert len(ops) == _lower_bound(desired, observed, owned)
 
 
 def _lower_bound(desired: Table, observed: Table, owned: set[ServiceKey]) -> int:
@@ -425,7 +363,7 @@ def _lower_bound(desired: Table, observed: Table, owned: set[ServiceKey]) -> int
 @settings(max_examples=200, deadline=None)
 @given(tables(), st.sets(service_keys()))
 def test_plan_of_a_table_against_itself_is_empty(desired: Table, owned: set[ServiceKey]) -> None:
-    assert plan(desired, desired, owned) == []
+    assert plan(desired, as_listed(desired), owned) == []
 
 
 @settings(max_examples=200, deadline=None)
@@ -440,10 +378,19 @@ def test_no_service_loses_its_last_usable_destination_needlessly(scenario: Scena
         and any(d.weight for d in observed[key].destinations.values())
         and any(d.weight for d in desired[key].destinations.values())
     ]
-    for op in plan(desired, observed, owned):
+    ops = plan(desired, observed, owned)
+    for op, after in zip(ops, [*ops[1:], None], strict=False):
         kernel.apply(op)
+        if _moves(op, after):
+            continue  # a Maglev re-order: the re-add follows at once (see test_maglev_*)
         for key in keep:
             assert kernel.usable(key) > 0, op
+
+
+def _moves(op: Op, after: Op | None) -> bool:
+    """``op`` deletes a destination that ``after`` adds back to the same service."""
+    return (isinstance(op, DelDest) and isinstance(after, AddDest)
+            and after.service == op.service and after.dest.key == op.dest)
 
 
 def _keys(ops: Sequence[Op]) -> list[str]:

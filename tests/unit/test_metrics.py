@@ -91,6 +91,7 @@ def test_render_has_every_family_with_its_type() -> None:
         "mailha_ipvs_backend_connections": "counter",
         "mailha_ipvs_backend_incoming_bytes": "counter",
         "mailha_ipvs_backend_outgoing_bytes": "counter",
+        "mailha_ipvs_table_fingerprint": "gauge",
     }
     assert fams == expected
 

@@ -111,6 +111,8 @@ GLOBAL_SPEC: dict[str, Conv] = {
     "lvs_flush": _bool,
     "lvs_flush_on_stop": _bool,
     "release_dr_on_stop": _bool,
+    "lvs_sloppy_tcp": _bool,
+    "lvs_sloppy_sctp": _bool,
 }
 
 SYNC_SPEC: dict[str, Conv] = {

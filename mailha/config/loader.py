@@ -34,6 +34,7 @@ import re
 import socket
 import tomllib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +55,7 @@ from mailha.config.keys import (
 from mailha.config.locate import Locator
 from mailha.config.lvs_section import LvsSection
 from mailha.config.model import (
+    MAGLEV,
     Announce,
     BgpConfig,
     Config,
@@ -62,6 +64,7 @@ from mailha.config.model import (
     LvsSyncDaemon,
     LvsTimeouts,
     MetricsConfig,
+    Protocol,
     VirtualServer,
 )
 from mailha.config.table import _Table
@@ -238,6 +241,7 @@ class _Builder(VrrpSection, LvsSection):
             self.report("warning", ("bgp",), 'no virtual_server has announce = "bgp": '
                         "[bgp] has no effect", 'remove [bgp], or set announce = "bgp" on the '
                         "services BGP should announce")
+        global_ = self.sloppy_defaults(data.get("global", {}), global_, servers)
         return Config(
             source=self.source,
             global_=global_,
@@ -274,6 +278,25 @@ class _Builder(VrrpSection, LvsSection):
                 self.report("error", path, 'missing required key "interface"',
                             'name the interface the sync daemon uses: interface = "eth0"')
         return GlobalConfig(**values)
+
+    def sloppy_defaults(
+        self, raw: object, global_: GlobalConfig, servers: list[VirtualServer]
+    ) -> GlobalConfig:
+        """``lvs_sloppy_tcp``/``lvs_sloppy_sctp`` left unset: on exactly when a virtual
+        server of that protocol uses Maglev hashing (several directors may share its
+        flows; see :mod:`mailha.lvs.takeover`)."""
+        written = raw if isinstance(raw, dict) else {}
+
+        def maglev(protocol: Protocol) -> bool:
+            return any(vs.lvs_sched == MAGLEV and vs.protocol is protocol for vs in servers)
+
+        return replace(
+            global_,
+            lvs_sloppy_tcp=global_.lvs_sloppy_tcp if "lvs_sloppy_tcp" in written
+            else maglev(Protocol.TCP),
+            lvs_sloppy_sctp=global_.lvs_sloppy_sctp if "lvs_sloppy_sctp" in written
+            else maglev(Protocol.SCTP),
+        )
 
     def metrics(self, raw: object) -> MetricsConfig:
         t = _Table(self, raw, ("metrics",), METRICS_SPEC.keys(), "[metrics]")

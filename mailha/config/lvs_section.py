@@ -22,6 +22,7 @@ from mailha.config.keys import (
     VS_SPEC,
 )
 from mailha.config.model import (
+    MAGLEV,
     Announce,
     Checker,
     CheckerCommon,
@@ -55,6 +56,12 @@ from mailha.config.values import (
 )
 
 T = TypeVar("T")
+
+_MH_INHIBIT = (
+    "inhibit_on_failure = false cannot apply to an mh service: deleting a failed real server "
+    "changes the Maglev table, and directors that see the failure at different moments (or "
+    "restart while it lasts) would then send the same connection to different real servers"
+)
 
 
 class LvsSection(BuilderBase):
@@ -109,6 +116,8 @@ class LvsSection(BuilderBase):
                 self.report("warning", (*path, "sched_flags"),
                             f'"{flag}" only affects the {family} scheduler, not {sched}',
                             f'remove it, or use lvs_sched = "{family}"', value=sorted(flags))
+        if sched == MAGLEV:
+            self.maglev(t, values)
         if values.get("ops") and values.get("protocol", Protocol.TCP) is not Protocol.UDP:
             self.report("error", (*path, "ops"), "one-packet scheduling only works for UDP",
                         "remove ops, or set protocol = \"UDP\"", value=True)
@@ -171,6 +180,31 @@ class LvsSection(BuilderBase):
                         "the VIP, so checks are never suspended",
                         "remove ha_suspend", value=values.pop("ha_suspend"))
 
+    def maglev(self, t: _Table, values: dict[str, Any]) -> None:
+        """An ``mh`` service keeps failed and drained real servers at weight 0.
+
+        Every director must keep the same Maglev table (:mod:`mailha.lvs.maglev`), so a
+        real server that fails its checks or is drained is quiesced in place, never
+        deleted: ``inhibit_on_failure`` is true for every real server of the service,
+        and saying false is an error rather than a setting silently overruled. A
+        quiesced server keeps its share of the table, so without ``mh-fallback`` the
+        connections hashed to it would be refused instead of going to another server.
+        """
+        if "mh-fallback" not in values.get("sched_flags", frozenset()):
+            self.report("error", (*t.path, "sched_flags"),
+                        'lvs_sched = "mh" needs "mh-fallback": a real server that fails or is '
+                        "drained stays in the Maglev table at weight 0 (so that every director "
+                        "keeps the same table), and without mh-fallback the connections hashed "
+                        "to it are refused instead of going to another real server",
+                        'sched_flags = ["mh-fallback", "mh-port"] (mh-port: the client\'s port '
+                        "is hashed too, so one busy relay does not land on one real server)",
+                        value=sorted(values.get("sched_flags", ())))
+        if values.get("inhibit_on_failure") is False:
+            self.report("error", (*t.path, "inhibit_on_failure"), _MH_INHIBIT,
+                        "remove inhibit_on_failure: an mh service always keeps failed real "
+                        "servers at weight 0", value=False)
+        values["inhibit_on_failure"] = True
+
     def tunnel(self, t: _Table, method: LvsMethod) -> TunnelOptions | None:
         if not t.has("tunnel"):
             return None
@@ -226,6 +260,12 @@ class LvsSection(BuilderBase):
         elif method is LvsMethod.TUN:
             values["tunnel"] = vs.get("tunnel") or TunnelOptions()
         values.setdefault("port", vs.get("port"))
+        if vs.get("lvs_sched") == MAGLEV:
+            if values.get("inhibit_on_failure") is False:
+                self.report("error", (*path, "inhibit_on_failure"), _MH_INHIBIT,
+                            "remove inhibit_on_failure: an mh service always keeps failed "
+                            "real servers at weight 0", value=False)
+            values["inhibit_on_failure"] = True
         values.setdefault("inhibit_on_failure", vs.get("inhibit_on_failure", False))
         values.setdefault("alpha", vs.get("alpha", False))
         upper, lower = values.get("uthreshold", 0), values.get("lthreshold", 0)

@@ -60,6 +60,9 @@ SCHEDULERS = frozenset(
 SCHEDULER_FLAGS = frozenset(
     {"flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback"}
 )
+#: The Maglev hashing scheduler (the kernel's name too): its services follow the rules
+#: that let several directors pick the same real server for a flow (mailha.lvs.maglev).
+MAGLEV = "mh"
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,12 @@ class GlobalConfig:
     #: mailha only: at stop, take the VIP off lo and restore the ARP sysctls (default:
     #: keep them, so the master's direct-routed sessions still reach this node's Postfix).
     release_dr_on_stop: bool = False
+    #: mailha only: net.ipv4.vs.sloppy_tcp / sloppy_sctp while mailha runs, so a director
+    #: picks up a flow it did not see start (an ECMP rehash, a failover without the sync
+    #: daemon). The loader resolves "unset" to true when a virtual_server of that
+    #: protocol uses the mh scheduler, false otherwise (mailha.lvs.takeover).
+    lvs_sloppy_tcp: bool = False
+    lvs_sloppy_sctp: bool = False
     lvs_timeouts: LvsTimeouts | None = None
     lvs_sync_daemon: LvsSyncDaemon | None = None
 

@@ -40,10 +40,13 @@ from mailha.config.errors import Diagnostic, KeyPath, Severity, format_key, toml
 from mailha.config.inert import INERT, NO_EFFECT
 from mailha.config.locate import Locator
 from mailha.config.model import (
+    MAGLEV,
     Announce,
     Config,
     InitialState,
     LvsMethod,
+    MiscCheck,
+    Protocol,
     ScriptCommand,
     VirtualAddress,
     VirtualServer,
@@ -145,6 +148,7 @@ def check_config(
     _check_vrid_clashes(r)
     _check_virtual_servers(r)
     _check_bgp(r)
+    _check_maglev(r)
     _check_email_alerts(r)
     _check_inert(r)
     sync = config.global_.lvs_sync_daemon
@@ -456,6 +460,39 @@ def _check_pool(r: _Reporter, vs: VirtualServer) -> None:
             r.report("error", r.path(sorry, "ip"),
                      f"sorry_server is IPv{sorry.ip.version} but the virtual server is IPv{family}",
                      'use an address of the same family, or lvs_method = "TUN"', str(sorry.ip))
+
+
+def _check_maglev(r: _Reporter) -> None:
+    """What defeats Maglev hashing across directors (:mod:`mailha.lvs.maglev`).
+
+    The loader already refuses an mh service without mh-fallback or with
+    ``inhibit_on_failure = false``; these are warnings because a single director may
+    have its reasons.
+    """
+    g = r.config.global_
+    maglev = [vs for vs in r.config.virtual_servers if vs.lvs_sched == MAGLEV]
+    for key, protocol, on in (("lvs_sloppy_tcp", Protocol.TCP, g.lvs_sloppy_tcp),
+                              ("lvs_sloppy_sctp", Protocol.SCTP, g.lvs_sloppy_sctp)):
+        users = [vs.label for vs in maglev if vs.protocol is protocol]
+        if users and not on:  # only written so: unset means true here
+            r.report("warning", ("global", key),
+                     f"{key} = false with mh service {users[0]}: a director that receives a "
+                     "connection it did not see start (after the router rehashes flows, or a "
+                     "failover) drops its packets instead of sending them on to the real "
+                     "server the Maglev table names, so the connection breaks",
+                     f"remove {key} (with mh services it defaults to true), unless a single "
+                     "director balances these services", False)
+    for vs in maglev:
+        for rs in vs.real_servers:
+            for checker in rs.checkers:
+                if isinstance(checker, MiscCheck) and checker.misc_dynamic:
+                    r.report("warning", r.path(checker, "misc_dynamic"),
+                             f"misc_dynamic changes the weight of {rs.ip}, and each change "
+                             f"rebuilds the Maglev table of {vs.label}: directors whose "
+                             "checks see different weights send the same connection to "
+                             "different real servers (mailha_ipvs_table_fingerprint differs)",
+                             "use misc_dynamic = false with lvs_sched = \"mh\", or let a "
+                             "single director balance this service", True)
 
 
 # --------------------------------------------------------------------------- priorities

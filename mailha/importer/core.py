@@ -226,6 +226,7 @@ class _Converter:
                 instance.setdefault(key, value)
         self.default_protocols()
         self.bind_services()
+        self.maglev_services()
 
     def default_protocols(self) -> None:
         """Write keepalived's protocol default, UDP, where it applies and mailha's differs.
@@ -276,6 +277,41 @@ class _Converter:
                     f"virtual_server[{index}] ({vs['ip']}): vrrp_instance = {owners[0]!r}, "
                     "the instance holding that VIP, so only its MASTER balances"
                 )
+
+    def maglev_services(self) -> None:
+        """Fit ``lvs_sched mh`` services to mailha's rule for them: quiesce, never delete.
+
+        mailha keeps a failed real server of an mh service at weight 0 so that every
+        director keeps the same Maglev table (mailha/lvs/maglev.py); the loader refuses
+        ``inhibit_on_failure false`` there and requires ``mh-fallback``, without which
+        the quiesced server's connections would be refused. keepalived without
+        ``inhibit_on_failure`` deletes a failed server, so its share of the connections
+        goes to the others: ``mh-fallback`` keeps exactly that, and is added.
+        """
+        for index, vs in enumerate(self.virtual_servers):
+            assert isinstance(vs, dict)
+            if vs.get("lvs_sched") != "mh":
+                continue
+            flags = vs.setdefault("sched_flags", [])
+            assert isinstance(flags, list)
+            if "mh-fallback" not in flags:
+                flags.append("mh-fallback")
+                self.added.append(
+                    f"virtual_server[{index}]: sched_flags gets mh-fallback: mailha keeps a "
+                    "failed real server of an mh service at weight 0 (the same Maglev table "
+                    "on every director), and mh-fallback sends its connections to the "
+                    "others as keepalived's removing it did"
+                )
+            servers = vs.get("real_server", [])
+            assert isinstance(servers, list)
+            for table in (vs, *servers):
+                assert isinstance(table, dict)
+                if table.get("inhibit_on_failure") is False:
+                    del table["inhibit_on_failure"]
+                    node = self._origins.get((id(table), "inhibit_on_failure"))
+                    if node is not None:
+                        self.skip(node, "mailha always keeps a failed real server of an mh "
+                                        "service at weight 0 (inhibit_on_failure is true there)")
 
     def fields(
         self,

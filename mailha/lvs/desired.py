@@ -17,6 +17,7 @@ from ipaddress import ip_address
 
 from mailha.checkers.quorum import SORRY_WEIGHT, DesiredPool
 from mailha.config.model import (
+    MAGLEV,
     Announce,
     Config,
     LvsMethod,
@@ -28,7 +29,6 @@ from mailha.config.model import (
 from mailha.config.model import Protocol as CfgProtocol
 from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.ip import IPAddress
-from mailha.lvs.maglev import MAGLEV
 from mailha.lvs.model import (
     MH_FALLBACK,
     MH_PORT,

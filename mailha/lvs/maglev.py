@@ -78,6 +78,7 @@ import itertools
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 
+from mailha.config.model import MAGLEV
 from mailha.lvs.model import DestKey, Service, ServiceKey, VirtualServer
 
 __all__ = [
@@ -91,8 +92,6 @@ __all__ = [
     "kept_tail",
 ]
 
-#: The scheduler whose lookup table depends on the order of the destination list.
-MAGLEV = "mh"
 #: Fingerprints are below 2**52: exactly representable as a float64 metric value.
 FINGERPRINT_BITS = 52
 _PERSON = b"mailha-mh-fp-v1"

@@ -22,6 +22,7 @@ router_id = "dir1"
 ip = "10.12.49.37"
 port = 25
 lvs_sched = "mh"
+sched_flags = ["mh-fallback"]
 announce = "bgp"
 lvs_method = "DR"
 

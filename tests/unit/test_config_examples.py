@@ -25,7 +25,7 @@ def test_reference_loads_cleanly() -> None:
         "notification_email", "notification_email_from", "smtp_server", "smtp_helo_name",
         "virtual_ipaddress_excluded",  # its no_track
     }
-    assert len(config.virtual_servers) == 4
+    assert len(config.virtual_servers) == 5
     assert [vs.label for vs in config.bgp_services] == ["TCP 10.12.49.38:25"]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailha.config import loads_with_warnings
 from mailha.importer.convert import ImportResult, convert, quote_command
 from mailha.importer.kaconf import parse, parse_text, split_quoted
 
@@ -479,3 +480,39 @@ def test_address_service_without_protocol_keeps_keepalived_udp_default() -> None
         "virtual_server[0]",
         "virtual_server[3]",
     ]
+
+
+def test_maglev_services_are_fitted_to_mailha_s_weight_0_rule() -> None:
+    document, result = imported(
+        """
+        virtual_server 10.0.0.1 25 {
+            protocol TCP
+            lvs_sched mh
+            mh-port
+            inhibit_on_failure false
+            lvs_method TUN
+            real_server 10.0.0.2 25 {
+                inhibit_on_failure false
+                SMTP_CHECK {
+                }
+            }
+        }
+        virtual_server 10.0.0.1 587 {
+            protocol TCP
+            lvs_sched mh
+            mh-fallback
+            inhibit_on_failure
+        }
+        """
+    )
+    one, two = document["virtual_server"]
+    assert one["sched_flags"] == ["mh-port", "mh-fallback"]
+    assert "inhibit_on_failure" not in one and "inhibit_on_failure" not in one["real_server"][0]
+    assert two["sched_flags"] == ["mh-fallback"] and two["inhibit_on_failure"] is True
+    assert [note.split(":")[0] for note in result.added] == ["virtual_server[0]"]
+    assert "mh-fallback" in result.added[0]
+    assert sorted(reasons(result)) == [(6, "inhibit_on_failure"), (9, "inhibit_on_failure")]
+    assert all("weight 0" in r for r in reasons(result).values())
+    # What it wrote is a configuration mailha accepts.
+    config, _ = loads_with_warnings(result.toml_text, Path("imported.toml"))
+    assert all(rs.inhibit_on_failure for vs in config.virtual_servers for rs in vs.real_servers)

@@ -221,7 +221,9 @@ def render_status(reply: dict[str, Any], out: TextIO) -> None:
     if not services:
         out.write("  (none programmed on this node)\n")
     for svc in services:
-        out.write(f"  {svc['service']}  {svc['scheduler']}\n")
+        table = svc.get("fingerprint")
+        out.write(f"  {svc['service']}  {svc['scheduler']}"
+                  + (f"  table fingerprint {table}" if table is not None else "") + "\n")
         for dest in svc.get("destinations", []):
             out.write(
                 f"    -> {dest['address']:<22} {dest['forward']:<6} weight {dest['weight']:>5}"

@@ -1,4 +1,4 @@
-"""What the LVS side changes on the host itself: the DR role and IPVS's fail-fast sysctls.
+"""What the LVS side changes on the host itself: the DR role and IPVS's sysctls.
 
 For a virtual server that follows a VRRP instance and has direct-routed real servers,
 every node holds the VIP on ``lo`` and stops answering ARP for it (arp_ignore=1,
@@ -15,6 +15,10 @@ destination that was deleted (a dead Postfix) until it times out, and the client
 minutes; with it, the next packet expires the entry and the client gets a reset and
 retries, through the VIP, on a live server. ``expire_quiescent_template`` does the same
 for persistence templates of a server at weight 0.
+
+A director that may receive connections mid-way (several directors behind ECMP, or a
+failover without the sync daemon) needs ``sloppy_tcp``/``sloppy_sctp``
+(:func:`takeover_sysctls`).
 
 Which sysctls and VIPs a configuration needs is decided by the pure functions here;
 :class:`HostRole` applies them through a journaled
@@ -42,6 +46,8 @@ SYSCTL_JOURNAL = "sysctl-originals.json"
 
 FAIL_FAST_WHY = "sessions to a removed real server fail fast instead of hanging"
 FAIL_FAST_KEYS = ("net.ipv4.vs.expire_nodest_conn", "net.ipv4.vs.expire_quiescent_template")
+TAKEOVER_WHY = "a director schedules connections it did not see start (ECMP rehash, failover)"
+TAKEOVER_KEYS = ("net.ipv4.vs.sloppy_tcp", "net.ipv4.vs.sloppy_sctp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,23 @@ def fail_fast_sysctls(config: Config) -> list[SysctlSetting]:
     return [SysctlSetting(key, 1, FAIL_FAST_WHY) for key in FAIL_FAST_KEYS]
 
 
+def takeover_sysctls(config: Config) -> list[SysctlSetting]:
+    """``sloppy_tcp`` / ``sloppy_sctp`` as ``lvs_sloppy_tcp`` / ``lvs_sloppy_sctp`` ask.
+
+    IPVS creates a connection entry only from a packet that may open one (TCP SYN, SCTP
+    INIT: ``tcp_conn_schedule``, ``sctp_conn_schedule``) unless these are 1. A director
+    that receives a connection mid-way -- its router rehashed the ECMP flows because a
+    director came or went, or a VRRP failover without the sync daemon -- would drop its
+    packets; sloppy, it schedules them, and with Maglev hashing to the very real server
+    the first director chose (:mod:`mailha.lvs.maglev`). The loader turns them on by
+    default for mh services; false leaves the kernel's value alone.
+    """
+    g = config.global_
+    return [SysctlSetting(key, 1, TAKEOVER_WHY)
+            for key, on in zip(TAKEOVER_KEYS, (g.lvs_sloppy_tcp, g.lvs_sloppy_sctp), strict=True)
+            if on]
+
+
 def journal_path(config: Config) -> Path:
     return config.control.socket.parent / SYSCTL_JOURNAL
 
@@ -114,6 +137,18 @@ class HostRole:
                 self.sysctls.set(s.key, s.value, s.why)
             except SysctlError as exc:
                 log.warning("cannot set %s: %s", s.key, exc.reason)
+
+    def set_takeover(self, config: Config) -> None:
+        """``sloppy_tcp``/``sloppy_sctp`` as the configuration asks; a reload that stops
+        asking for one puts the admin's value back."""
+        wanted = takeover_sysctls(config)
+        for s in wanted:
+            try:
+                self.sysctls.set(s.key, s.value, s.why)
+            except SysctlError as exc:
+                log.warning("cannot set %s: %s", s.key, exc.reason)
+        for key in set(TAKEOVER_KEYS) - {s.key for s in wanted}:
+            self.sysctls.release(key)
 
     async def take_dr_role(self, config: Config) -> None:
         """ARP sysctls first, then the VIPs on ``lo`` (never the other way round)."""
@@ -145,8 +180,11 @@ class HostRole:
 
         Keeping only makes sense with VIPs on ``lo``: without a DR role there is
         nothing for a peer's sessions to reach here, so the sysctls (the fail-fast
-        ones) go back to the admin's values and the journal goes away.
+        ones) go back to the admin's values and the journal goes away. The takeover
+        sysctls go back in any case: they only matter while mailha programs IPVS.
         """
+        for key in TAKEOVER_KEYS:
+            self.sysctls.release(key)
         if release or not self._lo_vips:
             await self.release()
         else:

@@ -8,7 +8,7 @@ The manager composes one module per concern and owns what joins them:
   5 s); the wish itself is pure (:func:`mailha.lvs.desired.desired_table` over the
   pools, the drains and the VRRP states);
 * :mod:`mailha.lvs.host` holds the DR role (VIPs on ``lo``, ARP sysctls) and IPVS's
-  fail-fast sysctls, restored on stop;
+  fail-fast and takeover (sloppy) sysctls, restored on stop;
 * :mod:`mailha.lvs.sync_daemons` runs the kernel's connection-sync daemons;
 * :mod:`mailha.lvs.status` turns one kernel read into the status reply and metrics.
 
@@ -26,14 +26,28 @@ from mailha.bgp.readiness import ServiceInput
 from mailha.config.model import Config, RealServer
 from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.ip import IPAddress
-from mailha.lvs.desired import desired_table, is_programmed, owned_keys, service_keys
+from mailha.lvs.desired import (
+    desired_table,
+    is_programmed,
+    maglev_keys,
+    owned_keys,
+    service_keys,
+)
 from mailha.lvs.drain import DrainTarget, drain_pool
 from mailha.lvs.health import HealthChecks
 from mailha.lvs.host import HostRole
+from mailha.lvs.maglev import FingerprintMemo
+from mailha.lvs.model import ObservedTable, ServiceKey
 from mailha.lvs.names import rs_label
 from mailha.lvs.netlink import IpvsNetlink
 from mailha.lvs.reconcile import Reconciler
-from mailha.lvs.status import LvsStatus, check_status, ipvs_snapshot, ipvs_status
+from mailha.lvs.status import (
+    LvsStatus,
+    check_status,
+    ipvs_snapshot,
+    ipvs_status,
+    maglev_services,
+)
 from mailha.lvs.sync_daemons import SyncDaemons
 from mailha.metrics import Metrics
 from mailha.net.addresses import Addresses
@@ -65,6 +79,7 @@ class LvsManager:
                                    local_addresses=lambda: addresses.local_addresses(),
                                    on_pool_changed=self.reconciler.mark_dirty)
         self._reconcile_task: asyncio.Task[None] | None = None
+        self._fingerprint_memo = FingerprintMemo()
         #: Drained real servers and since when (kept across reloads).
         self.drained: dict[DrainTarget, float] = {}
 
@@ -82,6 +97,7 @@ class LvsManager:
         if g.lvs_sync_daemon is not None:
             await self.sync.apply(self.config, self.instance_states)
         self.host.set_fail_fast(self.config)
+        self.host.set_takeover(self.config)
         await self.host.take_dr_role(self.config)
         await self.checks.start()
         self._reconcile_task = asyncio.create_task(self.reconciler.run(), name="ipvs reconcile")
@@ -135,6 +151,7 @@ class LvsManager:
             await self.checks.replace(config)
         else:
             self.checks.config = self.checks.events.config = config
+        self.host.set_takeover(config)
         await self.host.take_dr_role(config)
         if old.global_.lvs_sync_daemon != config.global_.lvs_sync_daemon:
             await self.sync.apply(config, self.instance_states, also=self.sync.managed(old))
@@ -239,14 +256,23 @@ class LvsManager:
 
     # ------------------------------------------------------------------ reads
 
+    def _fingerprints(self, observed: ObservedTable) -> dict[ServiceKey, int]:
+        keys = maglev_services(observed, self._owned, maglev_keys(self.config))
+        return self._fingerprint_memo(observed, keys)
+
     async def refresh_stats(self) -> None:
-        """Read IPVS counters into the metrics snapshot (called at scrape time)."""
+        """Read IPVS counters and Maglev fingerprints into the metrics snapshot (called at
+        scrape time, so the fingerprint is that of the table the kernel holds then)."""
         if self.nl is None:
             return
-        self.metrics.ipvs = ipvs_snapshot(await self.nl.observe(), self._owned)
+        observed = await self.nl.observe()
+        self.metrics.ipvs = ipvs_snapshot(observed, self._owned, self._fingerprints(observed))
 
     async def status(self) -> LvsStatus:
-        services = [] if self.nl is None else ipvs_status(await self.nl.observe(), self._owned)
+        services = []
+        if self.nl is not None:
+            observed = await self.nl.observe()
+            services = ipvs_status(observed, self._owned, self._fingerprints(observed))
         return {"ipvs": services,
                 "checks": check_status(self.checks.health, self.checks.last_results,
                                        self.is_drained, time.time())}

@@ -8,14 +8,15 @@ from the last result of every checker, so a status shows why a real server is ou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypedDict
 
 from mailha.checkers.quorum import VirtualServerHealth
 from mailha.config.model import RealServer
 from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.lvs.health import LastResults
-from mailha.lvs.model import ObservedTable
+from mailha.lvs.maglev import is_maglev
+from mailha.lvs.model import ObservedTable, ServiceKey
 from mailha.lvs.names import rs_label
 from mailha.metrics import IpvsSnapshot
 
@@ -31,6 +32,9 @@ class DestinationStatus(TypedDict):
 class ServiceStatus(TypedDict):
     service: str
     scheduler: str
+    #: Maglev (mh) services: :func:`mailha.lvs.maglev.fingerprint` of the kernel's
+    #: table, to compare directors by hand (the metric has the same value); else None.
+    fingerprint: int | None
     destinations: list[DestinationStatus]
 
 
@@ -49,8 +53,21 @@ class LvsStatus(TypedDict):
     checks: list[CheckStatus]
 
 
-def ipvs_status(observed: ObservedTable, owned: Collection[Any]) -> list[ServiceStatus]:
+def maglev_services(observed: ObservedTable, owned: Collection[Any],
+                    configured: Collection[Any]) -> list[ServiceKey]:
+    """Owned services to fingerprint: Maglev in the kernel or in the configuration.
+
+    A service configured mh that the kernel holds with another scheduler (changed by
+    hand) is fingerprinted too, so its directors' values differ and the alert says so.
+    """
+    return [key for key in observed
+            if key in owned and (key in configured or is_maglev(observed[key].service))]
+
+
+def ipvs_status(observed: ObservedTable, owned: Collection[Any],
+                fingerprints: Mapping[ServiceKey, int] | None = None) -> list[ServiceStatus]:
     """The owned services as the kernel holds them, sorted, with connection counts."""
+    fingerprints = fingerprints or {}
     services: list[ServiceStatus] = []
     for key in sorted(observed, key=lambda k: k.sort_key()):
         if key not in owned:
@@ -68,7 +85,7 @@ def ipvs_status(observed: ObservedTable, owned: Collection[Any]) -> list[Service
                 "inactive": ds.inactive_conns if ds else 0,
             })
         services.append({"service": str(key), "scheduler": vsrv.service.scheduler,
-                         "destinations": dests})
+                         "fingerprint": fingerprints.get(key), "destinations": dests})
     return services
 
 
@@ -94,9 +111,12 @@ def check_status(health: Sequence[VirtualServerHealth], last_results: LastResult
     return checks
 
 
-def ipvs_snapshot(observed: ObservedTable, owned: Collection[Any]) -> IpvsSnapshot:
-    """The owned services' counters, for the metrics collector (read at scrape time)."""
+def ipvs_snapshot(observed: ObservedTable, owned: Collection[Any],
+                  fingerprints: Mapping[ServiceKey, int] | None = None) -> IpvsSnapshot:
+    """The owned services' counters, for the metrics collector (read at scrape time),
+    and the fingerprints of their Maglev tables."""
     snap = IpvsSnapshot()
+    snap.fingerprints = {str(key): value for key, value in (fingerprints or {}).items()}
     for key in observed:
         if key not in owned:
             continue

@@ -167,6 +167,32 @@ class SysctlChanges:
         log.info("set %s %s -> %s (%s)", name, old, new, reason)
         return True
 
+    def release(self, name: str) -> SysctlError | None:
+        """Put one changed key back (a reload no longer wants it); the error, if any.
+
+        Nothing happens for a key this object did not change. The journal then holds
+        the keys still changed (and goes away with the last of them).
+        """
+        original = self._originals.get(name)
+        if original is None:
+            return None
+        try:
+            current = read_sysctl(name)
+            if current != original:
+                write_sysctl(name, original)
+                log.info("restored %s %s -> %s", name, current, original)
+        except SysctlError as exc:
+            log.warning("could not restore %s to %s: %s", name, original, exc.reason)
+            return exc
+        del self._originals[name]
+        self._wanted.pop(name, None)
+        if self._originals:
+            self._write_journal()
+        elif self._journal is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._journal.unlink()
+        return None
+
     def restore(self) -> list[SysctlError]:
         """Put every changed key back, newest first; returns (and logs) what failed.
 

@@ -7,6 +7,7 @@ production, in another process (``python -m mailha status``), so the two never s
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -341,6 +342,15 @@ async def test_cli_without_daemon_exits_3(sockdir: Path) -> None:
     code, _, err = await run_cli("status", "--socket", str(sockdir / "none.sock"))
     assert code == EXIT_NOT_RUNNING
     assert "not running" in err
+
+
+def test_render_status_shows_a_maglev_service_s_table_fingerprint() -> None:
+    out = io.StringIO()
+    mh = {"service": "TCP 10.12.49.37:465", "scheduler": "mh", "fingerprint": 4503599627370495,
+          "destinations": []}
+    render_status({**STATUS_REPLY, "ipvs": [*STATUS_REPLY["ipvs"], mh]}, out)
+    assert "TCP 10.12.49.37:465  mh  table fingerprint 4503599627370495\n" in out.getvalue()
+    assert "TCP 10.12.49.37:25  wlc\n" in out.getvalue()
 
 
 def test_render_status_error_and_empty_tables() -> None:

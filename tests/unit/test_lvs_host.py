@@ -12,13 +12,22 @@ import pytest
 
 from mailha.config import loads
 from mailha.config.model import Config
-from mailha.lvs.host import FAIL_FAST_KEYS, HostRole, dr_services, dr_sysctls, fail_fast_sysctls
+from mailha.lvs.host import (
+    FAIL_FAST_KEYS,
+    TAKEOVER_KEYS,
+    HostRole,
+    dr_services,
+    dr_sysctls,
+    fail_fast_sysctls,
+    takeover_sysctls,
+)
 from mailha.lvs.manager import LvsManager
 from mailha.metrics import Metrics
 from mailha.net import sysctl
 
 
-def config(tmp_path: Path, method: str, *, instance: bool = True, extra: str = "") -> Config:
+def config(tmp_path: Path, method: str, *, instance: bool = True, extra: str = "",
+           sched: str = "wlc") -> Config:
     vrrp = """
 [vrrp_instance.VI_1]
 interface = "eth0"
@@ -38,6 +47,8 @@ socket = "{tmp_path / 'run' / 'mailha.sock'}"
 [[virtual_server]]
 ip = "10.96.0.1"
 port = 25
+lvs_sched = "{sched}"
+{'sched_flags = ["mh-fallback"]' if sched == "mh" else ''}
 {'vrrp_instance = "VI_1"' if instance else ''}
 [[virtual_server.real_server]]
 ip = "10.96.0.11"
@@ -58,7 +69,7 @@ def proc_sys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (conf / "arp_announce").write_text("0\n")
     vs = root / "net" / "ipv4" / "vs"
     vs.mkdir(parents=True)
-    for key in FAIL_FAST_KEYS:
+    for key in (*FAIL_FAST_KEYS, *TAKEOVER_KEYS):
         (vs / key.rsplit(".", 1)[1]).write_text("0\n")
     monkeypatch.setattr(sysctl, "PROC_SYS", root)
     return root
@@ -122,3 +133,35 @@ async def test_a_dr_node_keeps_or_releases_its_role_at_stop(
     await host.stop(release=release)
     assert ignore.read_text().strip() == ("0" if release else "1")
     assert bool(addresses.lo) is not release
+
+
+def test_sloppy_tcp_is_wanted_with_an_mh_service_or_when_asked(tmp_path: Path) -> None:
+    assert [s.key for s in takeover_sysctls(config(tmp_path, "DR", sched="mh"))] == [
+        "net.ipv4.vs.sloppy_tcp"]
+    assert takeover_sysctls(config(tmp_path, "DR")) == []
+    asked = config(tmp_path, "NAT", extra="lvs_sloppy_tcp = true\nlvs_sloppy_sctp = true")
+    assert [s.key for s in takeover_sysctls(asked)] == list(TAKEOVER_KEYS)
+    off = config(tmp_path, "NAT", sched="mh", extra="lvs_sloppy_tcp = false")
+    assert takeover_sysctls(off) == []
+
+
+async def test_sloppy_tcp_follows_reloads_and_is_restored_at_stop_even_when_the_dr_role_stays(
+        tmp_path: Path, proc_sys: Path) -> None:
+    sloppy = proc_sys / "net" / "ipv4" / "vs" / "sloppy_tcp"
+    ignore = proc_sys / "net" / "ipv4" / "conf" / "eth0" / "arp_ignore"
+    journal = tmp_path / "run" / "sysctl-originals.json"
+    mh = config(tmp_path, "DR", sched="mh")
+    host = HostRole(mh, cast(Any, FakeAddresses()))
+    host.set_takeover(mh)
+    await host.take_dr_role(mh)
+    assert sloppy.read_text().strip() == "1"
+    assert "net.ipv4.vs.sloppy_tcp" in journal.read_text()
+    host.set_takeover(config(tmp_path, "DR"))  # a reload to wlc: the admin's value is back
+    assert sloppy.read_text().strip() == "0"
+    assert "net.ipv4.vs.sloppy_tcp" not in journal.read_text()
+    host.set_takeover(mh)  # and back to mh
+    assert sloppy.read_text().strip() == "1"
+    await host.stop(release=False)  # the DR role is kept (release_dr_on_stop = false) ...
+    assert ignore.read_text().strip() == "1"
+    assert sloppy.read_text().strip() == "0"  # ... but sloppy_tcp only matters while mailha runs
+    assert "net.ipv4.vs.sloppy_tcp" not in journal.read_text()

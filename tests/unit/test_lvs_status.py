@@ -7,6 +7,7 @@ from pathlib import Path
 from mailha.checkers.quorum import VirtualServerHealth
 from mailha.checkers.result import CheckResult
 from mailha.config import loads
+from mailha.lvs.maglev import FingerprintMemo, fingerprint
 from mailha.lvs.model import (
     Destination,
     DestStats,
@@ -19,7 +20,7 @@ from mailha.lvs.model import (
     VirtualServer,
     make_table,
 )
-from mailha.lvs.status import check_status, ipvs_snapshot, ipvs_status
+from mailha.lvs.status import check_status, ipvs_snapshot, ipvs_status, maglev_services
 
 OURS = ServiceKey.for_address("10.96.0.1", 25)
 FOREIGN = ServiceKey.for_address("10.1.1.1", 80)
@@ -38,7 +39,7 @@ def observed() -> ObservedTable:
 
 def test_status_shows_owned_services_sorted_with_counts_and_zero_for_unknown() -> None:
     assert ipvs_status(observed(), {OURS}) == [{
-        "service": "TCP 10.96.0.1:25", "scheduler": "rr",
+        "service": "TCP 10.96.0.1:25", "scheduler": "rr", "fingerprint": None,
         "destinations": [
             {"address": "10.96.0.11:25", "forward": "MASQ", "weight": 1, "active": 0,
              "inactive": 0},
@@ -53,6 +54,27 @@ def test_the_snapshot_exports_only_owned_services() -> None:
     assert snap.services["TCP 10.96.0.1:25"]["conns"] == 9
     assert snap.backends == {("TCP 10.96.0.1:25", "10.96.0.12:25"): {
         "active": 2, "inactive": 3, "weight": 2, "conns": 5, "inbytes": 0, "outbytes": 0}}
+
+
+def test_maglev_services_are_fingerprinted_in_status_and_metrics() -> None:
+    mh = ServiceKey.for_address("10.96.0.1", 465)
+    drifted = ServiceKey.for_address("10.96.0.1", 587)  # configured mh, now wlc in the kernel
+    table = make_table([VirtualServer.of(Service(OURS, "rr"), [D1]),
+                        VirtualServer.of(Service(mh, "mh"), [D1, D2]),
+                        VirtualServer.of(Service(drifted, "wlc"), [D2]),
+                        VirtualServer.of(Service(ServiceKey.for_address("10.1.1.1", 465), "mh"))])
+    seen = ObservedTable(table, {})
+    owned = {OURS, mh, drifted}
+    keys = maglev_services(seen, owned, configured={drifted})
+    assert sorted(keys, key=ServiceKey.sort_key) == [mh, drifted]
+    values = FingerprintMemo()(seen, keys)
+    assert values == {mh: fingerprint(table[mh]), drifted: fingerprint(table[drifted])}
+    by_service = {s["service"]: s["fingerprint"] for s in ipvs_status(seen, owned, values)}
+    assert by_service == {"TCP 10.96.0.1:25": None, "TCP 10.96.0.1:465": values[mh],
+                          "TCP 10.96.0.1:587": values[drifted]}
+    snap = ipvs_snapshot(seen, owned, values)
+    assert snap.fingerprints == {"TCP 10.96.0.1:465": values[mh],
+                                 "TCP 10.96.0.1:587": values[drifted]}
 
 
 def test_check_status_gives_every_checker_its_last_reason_and_age(tmp_path: Path) -> None:

@@ -100,3 +100,31 @@ def test_keep_without_changes_leaves_no_marker(proc_sys: Path, tmp_path: Path) -
     journal = tmp_path / "sysctl-originals.json"
     SysctlChanges(journal).keep()
     assert list(tmp_path.iterdir()) == [tmp_path / "proc-sys"]
+
+
+def test_one_key_is_released_and_the_journal_keeps_the_others(
+    proc_sys: Path, tmp_path: Path
+) -> None:
+    journal = tmp_path / "sysctl-originals.json"
+    changes = SysctlChanges(journal)
+    changes.set(IGNORE, 1, "DR")
+    changes.set(ANNOUNCE, 2, "DR")
+    assert changes.release(IGNORE) is None
+    assert (read_sysctl(IGNORE), read_sysctl(ANNOUNCE)) == ("0", "2")
+    assert json.loads(journal.read_text()) == {ANNOUNCE: "0"}
+    assert changes.release(IGNORE) is None  # not changed (any more): nothing to do
+    assert changes.release(ANNOUNCE) is None
+    assert read_sysctl(ANNOUNCE) == "0" and not journal.exists()
+    assert changes.changed == {}
+
+
+def test_a_key_that_cannot_be_released_stays_in_the_journal(
+    proc_sys: Path, tmp_path: Path
+) -> None:
+    journal = tmp_path / "sysctl-originals.json"
+    changes = SysctlChanges(journal)
+    changes.set(IGNORE, 1, "DR")
+    (proc_sys / "net" / "ipv4" / "conf" / "eth0" / "arp_ignore").unlink()  # the interface went
+    error = changes.release(IGNORE)
+    assert error is not None and error.name == IGNORE
+    assert json.loads(journal.read_text()) == {IGNORE: "0"}

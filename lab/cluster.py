@@ -49,6 +49,7 @@ class ClusterOptions:
     track_rise: int = 1
     ipvs: bool = False  # program VIP:25 over both nodes (all-in-one DR)
     lvs_sched: str = "rr"
+    sched_flags: Sequence[str] = ()  # e.g. ("mh-fallback", "mh-port") with lvs_sched "mh"
     weights: Mapping[str, int] = field(default_factory=dict)  # real server weight (default 1)
     delay_loop: float = 1.0
     connect_timeout: float = 1.0
@@ -123,6 +124,7 @@ def node_config(topo: SeedTopology, node: str, opts: ClusterOptions, peers: Sequ
             "port": 25,
             "protocol": "TCP",
             "lvs_sched": opts.lvs_sched,
+            **({"sched_flags": list(opts.sched_flags)} if opts.sched_flags else {}),
             "lvs_method": "DR",
             "vrrp_instance": "VI_postfix",
             "delay_loop": opts.delay_loop,

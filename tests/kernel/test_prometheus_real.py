@@ -1,10 +1,11 @@
 """A real Prometheus scrapes a real, fully featured mailha pair (IPVS, checks, tracking).
 
-The seed pair with IPVS balancing, SMTP_CHECKs, a track script and smtp-sink as the mail
-servers; some mail through the VIP (so the IPVS counters move) and one real server failing
-for a while (so failure series exist). Prometheus runs in the client namespace and scrapes
-both daemons on their node addresses; every series selector of every dashboard panel and of
-every alert and recording rule must find series, and every rule must evaluate cleanly.
+The seed pair with IPVS balancing (Maglev hashing), SMTP_CHECKs, a track script and
+smtp-sink as the mail servers; some mail through the VIP (so the IPVS counters move) and
+one real server failing for a while (so failure series exist). Prometheus runs in the
+client namespace and scrapes both daemons on their node addresses; every series selector
+of every dashboard panel and of every alert and recording rule must find series, and every
+rule must evaluate cleanly.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ async def test_every_dashboard_and_rule_selector_finds_series(
     sinks = {n: SmtpSink(topo.node_dir(n) / "sink.log", netns=topo.netns(n)) for n in topo.servers}
     for sink in sinks.values():
         await sink.start(time_limit=60)
+    # mh, so that the Maglev fingerprint (its dashboard panel and alert) has series too.
     opts = ClusterOptions(ipvs=True, metrics_on_node_address=True, track_script=["/bin/true"],
-                          track_weight=10, delay_loop=0.5, connect_timeout=1.0)
+                          track_weight=10, delay_loop=0.5, connect_timeout=1.0,
+                          lvs_sched="mh", sched_flags=("mh-fallback", "mh-port"))
     try:
         async with MailhaCluster(topo, opts) as cluster:
             await cluster.wait_master("n1", time_limit=60)

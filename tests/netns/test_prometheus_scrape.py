@@ -7,9 +7,10 @@ on this test's event loop — node1 and node2 of the seed cluster — plus a dea
 How alert conditions (``... == 0``, ``... > 1``) are made to return series: the two nodes
 are put in a deliberately broken state in which every alert's condition holds (split brain
 on one VRRP instance, no master on another, a real server down, quorum lost, a failed
-reload, counters of overruns/errors/master changes that keep rising, and a target nobody
-listens on for MailhaScrapeMissing). So the queries are the rules' exact expressions, not
-trimmed versions, and the test also proves each alert really goes pending/firing in
+reload, counters of overruns/errors/master changes that keep rising, Maglev tables that
+differ between the nodes, and a target nobody listens on for MailhaScrapeMissing). So the
+queries are the rules' exact expressions, not trimmed versions, and the test also proves
+each alert really goes pending/firing in
 Prometheus on metrics rendered by mailha.metrics — names and labels included.
 
 For a healthy daemon (the lead's ``mailha serve`` variant) conditions do not hold; use
@@ -102,6 +103,8 @@ def tick(m: Metrics, node: int, n: int) -> None:
     m.reconcile_duration.observe(0.002 * (1 + n % 5))
     k = n + 1
     m.ipvs = IpvsSnapshot(
+        # The two directors' Maglev tables for SMTP differ: MailhaMaglevTablesDiffer.
+        fingerprints={SMTP: 4_503_599_627_370_000 + node},
         services={SMTP: {"conns": 30 * k, "inpkts": 900 * k, "outpkts": 0,
                          "inbytes": 80_000 * k, "outbytes": 0}},
         backends={

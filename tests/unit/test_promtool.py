@@ -28,7 +28,7 @@ CONFIG = DEPLOY / "prometheus.yml"
 REQUIRED_ALERTS = {
     "MailhaNoMaster", "MailhaTwoMasters", "MailhaFlapping", "MailhaRealServerDown",
     "MailhaQuorumLost", "MailhaConfigReloadFailed", "MailhaScrapeMissing",
-    "MailhaCheckOverruns", "MailhaReconcileErrors",
+    "MailhaCheckOverruns", "MailhaReconcileErrors", "MailhaMaglevTablesDiffer",
 }
 REQUIRED_BGP_ALERTS = {"MailhaBgpNoDirector", "MailhaBgpVipNotAnnounced", "MailhaBirdDown",
                        "MailhaBgpSessionDown"}

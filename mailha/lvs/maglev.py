@@ -15,8 +15,10 @@ and ``ip_vs_ctl.c`` (Linux 4.18 and later):
   same kernel configuration.
 * **The order of the service's destination list.** ``ip_vs_mh_populate`` walks the
   list round after round, each destination claiming its next free preferred slot,
-  ``turns`` times per round. The same destinations in another order give another
-  table. A destination is *added at the head* of the list (``list_add_rcu`` in
+  ``turns`` times per round, so the order decides who gets a slot that two destinations
+  contend for while the table fills: few slots, but another order is another table
+  (tests/kernel/test_maglev_directors.py: 3 of 1,000 flows went elsewhere with three
+  real servers). A destination is *added at the head* of the list (``list_add_rcu`` in
   ``__ip_vs_update_dest``), deleted from wherever it is, and edited in place; a dump
   (``ipvsadm -Ln``, :meth:`mailha.lvs.netlink.IpvsNetlink.observe`) walks the list, so
   the observed table shows the order.
@@ -24,7 +26,8 @@ and ``ip_vs_ctl.c`` (Linux 4.18 and later):
   divided by the gcd of all of them (shifted right when the largest is huge), at least 1
   when it is not 0. Adding a destination sets ``last_weight`` to its weight; editing sets
   it only to a *non-zero* weight. So a destination edited down to weight 0 keeps its
-  slots, while one added at weight 0 has none. The kernel never reports ``last_weight``.
+  slots, while one added at weight 0 has none, and every other destination's share moves
+  with it (the same test: 174 of 1,000 flows). The kernel never reports ``last_weight``.
 * **Availability.** A slot whose destination has weight 0 (or is over its upper
   threshold) is unavailable: without ``mh-fallback`` the new connection is refused,
   with it the flow is re-hashed to the next available destination (again a pure

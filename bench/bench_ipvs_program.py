@@ -3,7 +3,7 @@
 Run as root where ip_vs exists, e.g. in the test VM:
 
     PATH=$PWD/.venv/bin:$PATH tests/vm/vmrun --mem 2G --timeout 900 -- python \\
-        bench/bench_ipvs_program.py [--services N] [--rounds 3]
+        bench/bench_ipvs_program.py [--services N] [--rounds 3] [--sched mh]
 
 Everything happens in a private network namespace (IPVS tables are per namespace),
 so the host's table is never touched. Each round programs the same table twice from
@@ -12,6 +12,8 @@ through ``ipvsadm -R`` (process start included, as an operator would run it),
 flushing in between; then it times no-op reconciles (observe + plan, 0 operations)
 of the full table: the first one after programming, which decodes every row, and the
 periodic one after it, which finds unchanged rows in the adapter's decode cache.
+With ``--sched mh`` the services use Maglev hashing: the no-op pass also checks each
+row's canonical order, and the fingerprints a scrape computes for them are timed too.
 Prints best-of-rounds times and the ratios.
 """
 
@@ -24,7 +26,11 @@ import os
 import statistics
 import time
 
+from mailha.lvs.maglev import FingerprintMemo
 from mailha.lvs.model import (
+    MH_FALLBACK,
+    MH_PORT,
+    NO_FLAGS,
     Destination,
     Service,
     ServiceKey,
@@ -33,25 +39,28 @@ from mailha.lvs.model import (
 )
 from mailha.lvs.netlink import IpvsNetlink
 from mailha.lvs.planner import plan
+from mailha.lvs.status import maglev_services
 
 CLONE_NEWNET = 0x40000000
 
 
-def desired_table(services: int) -> dict[ServiceKey, VirtualServer]:
+def desired_table(services: int, sched: str = "wlc") -> dict[ServiceKey, VirtualServer]:
+    flags = MH_FALLBACK | MH_PORT if sched == "mh" else NO_FLAGS
     return make_table(
         VirtualServer.of(
-            Service(ServiceKey.for_address(f"10.40.{i // 250}.{i % 250 + 1}", 25), "wlc"),
+            Service(ServiceKey.for_address(f"10.40.{i // 250}.{i % 250 + 1}", 25), sched, flags),
             [Destination.of("10.50.0.1", 25), Destination.of("10.50.0.2", 25)],
         )
         for i in range(services)
     )
 
 
-def ipvsadm_rules(services: int) -> str:
+def ipvsadm_rules(services: int, sched: str = "wlc") -> str:
     lines = []
+    flags = " -b mh-fallback,mh-port" if sched == "mh" else ""
     for i in range(services):
         vip = f"10.40.{i // 250}.{i % 250 + 1}:25"
-        lines.append(f"-A -t {vip} -s wlc")
+        lines.append(f"-A -t {vip} -s {sched}{flags}")
         lines.extend(f"-a -t {vip} -r 10.50.0.{n}:25 -m -w 1" for n in (1, 2))
     return "\n".join(lines) + "\n"
 
@@ -81,6 +90,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sched", default="wlc", choices=["wlc", "mh"],
+                        help="mh: Maglev services (canonical order checked, fingerprints)")
     args = parser.parse_args()
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -90,14 +101,15 @@ async def main() -> None:
     # refuses every real server as "not unicast" (EINVAL): bring loopback up.
     await (await asyncio.create_subprocess_exec("ip", "link", "set", "lo", "up")).wait()
 
-    desired = desired_table(args.services)
-    rules = ipvsadm_rules(args.services)
+    desired = desired_table(args.services, args.sched)
+    rules = ipvsadm_rules(args.services, args.sched)
     n_rules = rules.count("\n")
     mailha_times: list[float] = []
     ipvsadm_times: list[float] = []
     first_times: list[float] = []
     noop_times: list[float] = []
     noop_stats_times: list[float] = []
+    fingerprint_times: list[float] = []
     listing_times: list[float] = []
     async with await IpvsNetlink.open(request_timeout=120) as ipvs:
         for _ in range(args.rounds):
@@ -126,6 +138,16 @@ async def main() -> None:
             noop_stats_times.append(time.perf_counter() - start)
             assert ops == [], ops
 
+            # What a scrape adds for mh services: fingerprints of unchanged rows (memo).
+            memo = FingerprintMemo()
+            observed = await ipvs.observe()
+            memo(observed, maglev_services(observed, set(desired), set()))
+            observed = await ipvs.observe()
+            start = time.perf_counter()
+            found = memo(observed, maglev_services(observed, set(desired), set()))
+            fingerprint_times.append(time.perf_counter() - start)
+            assert len(found) == (len(desired) if args.sched == "mh" else 0)
+
             listing_times.append(await ipvsadm_list())
 
             await ipvs.flush()
@@ -134,7 +156,7 @@ async def main() -> None:
         await ipvs.flush()
 
     best_mailha, best_ipvsadm = min(mailha_times), min(ipvsadm_times)
-    print(f"table: {args.services} services x 2 destinations = {n_rules} operations")
+    print(f"table: {args.services} {args.sched} services x 2 destinations = {n_rules} operations")
     print(f"rounds: {args.rounds} (best / median, seconds)")
     print(f"mailha  observe+plan+apply: {best_mailha:.3f} / {statistics.median(mailha_times):.3f}")
     print(
@@ -146,6 +168,7 @@ async def main() -> None:
         ("no-op reconcile (observe+plan, 0 ops)   ", noop_times),
         ("  same, decoding counters too          ", noop_stats_times),
         ("ipvsadm -Ln (the same dumps)           ", listing_times),
+        ("fingerprints of the unchanged mh rows   ", fingerprint_times),
     ):
         print(f"{label}: {min(times):.3f} / {statistics.median(times):.3f}")
     print(f"ratio no-op / ipvsadm -Ln : {min(noop_times) / min(listing_times):.2f}x (goal <= 1.0x)")

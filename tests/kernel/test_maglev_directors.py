@@ -47,7 +47,7 @@ from mailha.config.model import Config
 from mailha.lvs.desired import desired_table, owned_keys
 from mailha.lvs.host import HostRole
 from mailha.lvs.maglev import fingerprint
-from mailha.lvs.model import ServiceKey, VirtualServer
+from mailha.lvs.model import MH_FALLBACK, MH_PORT, ServiceKey, VirtualServer
 from mailha.lvs.netlink import IpvsNetlink
 from mailha.lvs.planner import plan
 
@@ -322,6 +322,7 @@ async def test_two_directors_with_different_histories_choose_the_same_real_serve
 
     row1, row2 = await kernel_row(D1), await kernel_row(D2)
     assert listing(row1) == listing(row2) == [(RS2, 1), (RS3, 1), (RS1, 1)]
+    assert row1.service.sched_flags == row2.service.sched_flags == MH_FALLBACK | MH_PORT
     assert fingerprint(row1) == fingerprint(row2)
     assert await reconcile(D1, three) == 0 and await reconcile(D2, three_d2) == 0
 

@@ -34,7 +34,7 @@ from mailha.lvs.model import (
     Destination,
     Service,
     ServiceKey,
-    VirtualServer,
+    ServiceRow,
     make_table,
 )
 from mailha.lvs.netlink import IpvsNetlink
@@ -44,10 +44,10 @@ from mailha.lvs.status import maglev_services
 CLONE_NEWNET = 0x40000000
 
 
-def desired_table(services: int, sched: str = "wlc") -> dict[ServiceKey, VirtualServer]:
+def desired_table(services: int, sched: str = "wlc") -> dict[ServiceKey, ServiceRow]:
     flags = MH_FALLBACK | MH_PORT if sched == "mh" else NO_FLAGS
     return make_table(
-        VirtualServer.of(
+        ServiceRow.of(
             Service(ServiceKey.for_address(f"10.40.{i // 250}.{i % 250 + 1}", 25), sched, flags),
             [Destination.of("10.50.0.1", 25), Destination.of("10.50.0.2", 25)],
         )

@@ -21,13 +21,13 @@ from mailha.config.model import (
     Announce,
     Config,
     LvsMethod,
+    Protocol,
     RealServer,
     SorryServer,
     TunnelOptions,
     TunnelType,
+    VirtualServer,
 )
-from mailha.config.model import Protocol as CfgProtocol
-from mailha.config.model import VirtualServer as CfgVirtualServer
 from mailha.ip import IPAddress
 from mailha.lvs.model import (
     MH_FALLBACK,
@@ -36,16 +36,16 @@ from mailha.lvs.model import (
     SH_PORT,
     Destination,
     Forward,
+    IpProtocol,
     Persistence,
-    Protocol,
     Service,
     ServiceFlags,
     ServiceKey,
+    ServiceRow,
     Tunnel,
+    TunnelEncap,
     TunnelFlags,
-    VirtualServer,
 )
-from mailha.lvs.model import TunnelType as KTunnelType
 from mailha.vrrp.events import State
 
 _FLAGS = {
@@ -59,14 +59,14 @@ _FLAGS = {
 }
 _FORWARD = {LvsMethod.NAT: Forward.MASQ, LvsMethod.DR: Forward.ROUTE, LvsMethod.TUN: Forward.TUNNEL}
 _PROTOCOL = {
-    CfgProtocol.TCP: Protocol.TCP,
-    CfgProtocol.UDP: Protocol.UDP,
-    CfgProtocol.SCTP: Protocol.SCTP,
+    Protocol.TCP: IpProtocol.TCP,
+    Protocol.UDP: IpProtocol.UDP,
+    Protocol.SCTP: IpProtocol.SCTP,
 }
 _TUNNEL_TYPE = {
-    TunnelType.IPIP: KTunnelType.IPIP,
-    TunnelType.GUE: KTunnelType.GUE,
-    TunnelType.GRE: KTunnelType.GRE,
+    TunnelType.IPIP: TunnelEncap.IPIP,
+    TunnelType.GUE: TunnelEncap.GUE,
+    TunnelType.GRE: TunnelEncap.GRE,
 }
 _TUNNEL_FLAGS = {
     None: TunnelFlags(0),
@@ -76,7 +76,7 @@ _TUNNEL_FLAGS = {
 }
 
 
-def service_keys(config: Config, vs: CfgVirtualServer) -> list[ServiceKey]:
+def service_keys(config: Config, vs: VirtualServer) -> list[ServiceKey]:
     """The kernel services one ``virtual_server`` stands for (several for a group)."""
     proto = _PROTOCOL[vs.protocol]
     if vs.fwmark is not None:
@@ -115,7 +115,7 @@ def _tunnel(opts: TunnelOptions | None) -> Tunnel:
     return Tunnel(_TUNNEL_TYPE[opts.type], opts.port or 0, _TUNNEL_FLAGS[opts.checksum])
 
 
-def _service(key: ServiceKey, vs: CfgVirtualServer) -> Service:
+def _service(key: ServiceKey, vs: VirtualServer) -> Service:
     flags = ServiceFlags(0)
     for name in vs.sched_flags:
         flags |= _FLAGS[name]
@@ -149,7 +149,7 @@ def _dest(
     )
 
 
-def destinations(key: ServiceKey, vs: CfgVirtualServer, pool: DesiredPool) -> Iterator[Destination]:
+def destinations(key: ServiceKey, vs: VirtualServer, pool: DesiredPool) -> Iterator[Destination]:
     """The destinations of one service from the health state of its pool.
 
     A destination at weight 0 (failed with ``inhibit_on_failure``, or drained) carries
@@ -181,15 +181,15 @@ def destinations(key: ServiceKey, vs: CfgVirtualServer, pool: DesiredPool) -> It
 def desired_table(
     config: Config,
     pools: Mapping[int, DesiredPool],
-    programmed: Callable[[CfgVirtualServer], bool],
-) -> dict[ServiceKey, VirtualServer]:
+    programmed: Callable[[VirtualServer], bool],
+) -> dict[ServiceKey, ServiceRow]:
     """The table to converge to: services of ``config.virtual_servers[i]`` with ``pools[i]``.
 
     ``programmed(vs)`` says whether this node balances ``vs`` now (the master of its
     ``vrrp_instance``); services it does not balance are absent, so the planner withdraws
     them.
     """
-    table: dict[ServiceKey, VirtualServer] = {}
+    table: dict[ServiceKey, ServiceRow] = {}
     for index, vs in enumerate(config.virtual_servers):
         if not programmed(vs) or index not in pools:
             continue
@@ -197,11 +197,11 @@ def desired_table(
             dests: dict[tuple[IPAddress, int], Destination] = {}
             for d in destinations(key, vs, pools[index]):
                 dests.setdefault((d.address, d.port), d)
-            table[key] = VirtualServer.of(_service(key, vs), dests.values())
+            table[key] = ServiceRow.of(_service(key, vs), dests.values())
     return table
 
 
-def is_programmed(vs: CfgVirtualServer, instance_states: Mapping[str, State]) -> bool:
+def is_programmed(vs: VirtualServer, instance_states: Mapping[str, State]) -> bool:
     """Whether this node programs ``vs`` now: it follows an instance that is MASTER here,
     or (``ha_suspend``) any instance is MASTER, or it follows no instance at all; a
     service announced by BGP always (BGP, not IPVS, decides whether traffic comes)."""

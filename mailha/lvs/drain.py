@@ -17,8 +17,7 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_address
 
 from mailha.checkers.quorum import DesiredPool
-from mailha.config.model import RealServer
-from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.config.model import RealServer, VirtualServer
 from mailha.errors import MailhaError
 from mailha.ip import IPAddress
 
@@ -37,7 +36,7 @@ class DrainTarget:
     ip: IPAddress
     port: int | None = None
 
-    def matches(self, rs: RealServer, vs: CfgVirtualServer) -> bool:
+    def matches(self, rs: RealServer, vs: VirtualServer) -> bool:
         port = rs.port if rs.port is not None else vs.port
         return rs.ip == self.ip and (self.port is None or self.port == port)
 
@@ -90,7 +89,7 @@ def parse_wait(value: object) -> float:
     return float(value)
 
 
-def drain_pool(pool: DesiredPool, vs: CfgVirtualServer,
+def drain_pool(pool: DesiredPool, vs: VirtualServer,
                drained: Collection[DrainTarget]) -> DesiredPool:
     """``pool`` with every drained member that is in IPVS set to weight 0."""
     if not drained:

@@ -29,8 +29,7 @@ from mailha.checkers.quorum import (
 )
 from mailha.checkers.result import CheckResult
 from mailha.checkers.scheduler import CheckScheduler
-from mailha.config.model import Config
-from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.config.model import Config, VirtualServer
 from mailha.ip import IPAddress
 from mailha.lvs.health_events import HealthEventNotifier
 from mailha.lvs.names import rs_label
@@ -46,7 +45,7 @@ STOP_TIMEOUT = 3.0
 LastResults = dict[tuple[int, int, int], tuple[CheckResult, float]]
 
 
-def carried_health(services: Sequence[CfgVirtualServer],
+def carried_health(services: Sequence[VirtualServer],
                    before: Sequence[VirtualServerHealth]) -> list[VirtualServerHealth]:
     """New services' health, seeded from the old one where a service is unchanged.
 

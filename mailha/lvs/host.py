@@ -33,8 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailha.config.model import Announce, Config, LvsMethod
-from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.config.model import Announce, Config, LvsMethod, VirtualServer
 from mailha.ip import IPAddress
 from mailha.net.addresses import Addresses
 from mailha.net.sysctl import SysctlChanges, SysctlError, conf_key
@@ -59,7 +58,7 @@ class SysctlSetting:
     why: str
 
 
-def dr_services(config: Config) -> list[CfgVirtualServer]:
+def dr_services(config: Config) -> list[VirtualServer]:
     """Virtual servers whose VIP this node holds on ``lo``: as a DR real server, or as a
     director that announces it by BGP."""
     return [

@@ -82,7 +82,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 
 from mailha.config.model import MAGLEV
-from mailha.lvs.model import DestKey, Service, ServiceKey, VirtualServer
+from mailha.lvs.model import DestKey, Service, ServiceKey, ServiceRow
 
 __all__ = [
     "FINGERPRINT_BITS",
@@ -138,7 +138,7 @@ def kept_tail(canonical: Sequence[DestKey], observed: Sequence[DestKey]) -> int:
     return i + 1
 
 
-def fingerprint(row: VirtualServer) -> int:
+def fingerprint(row: ServiceRow) -> int:
     """A stable 52-bit hash of what a dump shows of one service's Maglev table.
 
     Covers the scheduler, its flags (mh-port, mh-fallback) and the destinations in
@@ -168,13 +168,13 @@ class FingerprintMemo:
     """
 
     def __init__(self) -> None:
-        self._last: dict[ServiceKey, tuple[VirtualServer, int]] = {}
+        self._last: dict[ServiceKey, tuple[ServiceRow, int]] = {}
 
     def __call__(
-        self, rows: Mapping[ServiceKey, VirtualServer], keys: Iterable[ServiceKey]
+        self, rows: Mapping[ServiceKey, ServiceRow], keys: Iterable[ServiceKey]
     ) -> dict[ServiceKey, int]:
         """Fingerprints of ``rows[key]`` for each of ``keys`` that ``rows`` holds."""
-        found: dict[ServiceKey, tuple[VirtualServer, int]] = {}
+        found: dict[ServiceKey, tuple[ServiceRow, int]] = {}
         for key in keys:
             row = rows.get(key)
             if row is None:

@@ -23,8 +23,7 @@ import time
 from typing import Any
 
 from mailha.bgp.readiness import ServiceInput
-from mailha.config.model import Config, RealServer
-from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.config.model import Config, RealServer, VirtualServer
 from mailha.ip import IPAddress
 from mailha.lvs.desired import (
     desired_table,
@@ -172,7 +171,7 @@ class LvsManager:
 
     # ------------------------------------------------------------------ the wish
 
-    def _programmed(self, vs: CfgVirtualServer) -> bool:
+    def _programmed(self, vs: VirtualServer) -> bool:
         return is_programmed(vs, self.instance_states)
 
     def desired(self) -> dict[Any, Any]:
@@ -214,7 +213,7 @@ class LvsManager:
 
     # ------------------------------------------------------------------ drain
 
-    def drain_matches(self, targets: tuple[DrainTarget, ...]) -> list[tuple[CfgVirtualServer,
+    def drain_matches(self, targets: tuple[DrainTarget, ...]) -> list[tuple[VirtualServer,
                                                                              RealServer, bool]]:
         """(virtual server, real server, programmed here) for every configured match."""
         return [(vs, rs, self._programmed(vs)) for vs in self.config.virtual_servers
@@ -236,7 +235,7 @@ class LvsManager:
                         else "undrained: back to its weight")
         self.reconciler.mark_dirty()
 
-    def is_drained(self, rs: RealServer, vs: CfgVirtualServer) -> bool:
+    def is_drained(self, rs: RealServer, vs: VirtualServer) -> bool:
         return any(t.matches(rs, vs) for t in self.drained)
 
     async def active_sessions(self, targets: tuple[DrainTarget, ...]) -> int:

@@ -44,7 +44,7 @@ class LvsModelError(MailhaError, ValueError):
     """A desired IPVS object the kernel would refuse (or silently misread)."""
 
 
-class Protocol(enum.IntEnum):
+class IpProtocol(enum.IntEnum):
     """Transport protocols IPVS balances (IPPROTO_* numbers)."""
 
     TCP = socket.IPPROTO_TCP
@@ -80,7 +80,7 @@ class Forward(enum.IntEnum):
     ROUTE = 3  # direct routing ("gatewaying")
 
 
-class TunnelType(enum.IntEnum):
+class TunnelEncap(enum.IntEnum):
     IPIP = 0
     GUE = 1
     GRE = 2
@@ -129,7 +129,7 @@ class ServiceKey:
     """
 
     family: socket.AddressFamily
-    protocol: Protocol
+    protocol: IpProtocol
     address: IPAddress
     port: int
     fwmark: int = 0
@@ -141,23 +141,23 @@ class ServiceKey:
         if not 0 <= self.fwmark <= U32_MAX:
             raise LvsModelError(f"fwmark {self.fwmark} is outside 0..{U32_MAX}")
         if self.fwmark and (
-            self.protocol != Protocol.TCP or self.port != 0 or not self.address.is_unspecified
+            self.protocol != IpProtocol.TCP or self.port != 0 or not self.address.is_unspecified
         ):
             raise LvsModelError("a fwmark service has no protocol, address or port")
 
     @classmethod
     def for_address(
-        cls, address: str | IPAddress, port: int, protocol: Protocol = Protocol.TCP
+        cls, address: str | IPAddress, port: int, protocol: IpProtocol = IpProtocol.TCP
     ) -> ServiceKey:
         addr = parse_address(address)
-        return cls(family_of(addr), Protocol(protocol), addr, port)
+        return cls(family_of(addr), IpProtocol(protocol), addr, port)
 
     @classmethod
     def for_fwmark(cls, fwmark: int, family: socket.AddressFamily = socket.AF_INET) -> ServiceKey:
         if fwmark == 0:
             raise LvsModelError("fwmark 0 means 'no fwmark'; use 1..4294967295")
         zero: IPAddress = IPv4Address(0) if family == socket.AF_INET else IPv6Address(0)
-        return cls(family, Protocol.TCP, zero, 0, fwmark)
+        return cls(family, IpProtocol.TCP, zero, 0, fwmark)
 
     def sort_key(self) -> tuple[int, int, int, bytes, int]:
         """A total order across families (addresses of different versions do not compare)."""
@@ -245,13 +245,13 @@ class Service:
 class Tunnel:
     """Encapsulation of a tunnel destination; ``port`` is required by GUE only."""
 
-    type: TunnelType = TunnelType.IPIP
+    type: TunnelEncap = TunnelEncap.IPIP
     port: int = 0
     flags: TunnelFlags = NO_TUNNEL_FLAGS
 
     def __post_init__(self) -> None:
         _check_port(self.port, "tunnel")
-        if self.type == TunnelType.GUE and self.port == 0:
+        if self.type == TunnelEncap.GUE and self.port == 0:
             raise LvsModelError("a GUE tunnel needs a non-zero port")
 
 
@@ -340,7 +340,7 @@ class Destination:
 
 
 @dataclass(frozen=True, slots=True)
-class VirtualServer:
+class ServiceRow:
     """One service and its destinations: a row of the table."""
 
     service: Service
@@ -362,7 +362,7 @@ class VirtualServer:
         object.__setattr__(self, "destinations", MappingProxyType(dests))
 
     @classmethod
-    def of(cls, service: Service, destinations: Iterable[Destination] = ()) -> VirtualServer:
+    def of(cls, service: Service, destinations: Iterable[Destination] = ()) -> ServiceRow:
         dests: dict[DestKey, Destination] = {}
         for dest in destinations:
             if dest.key in dests:
@@ -375,7 +375,7 @@ class VirtualServer:
         return self.service.key
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, VirtualServer):
+        if not isinstance(other, ServiceRow):
             return NotImplemented
         # Mapping proxies compare as the dicts they wrap: no copy, no rehashing.
         return self.service == other.service and self.destinations == other.destinations
@@ -385,12 +385,12 @@ class VirtualServer:
 
 
 #: The table: service key -> (service, {destination key -> destination}).
-Table: TypeAlias = Mapping[ServiceKey, VirtualServer]
+Table: TypeAlias = Mapping[ServiceKey, ServiceRow]
 
 
-def make_table(servers: Iterable[VirtualServer]) -> dict[ServiceKey, VirtualServer]:
+def make_table(servers: Iterable[ServiceRow]) -> dict[ServiceKey, ServiceRow]:
     """A table from its rows, refusing two rows for one service."""
-    table: dict[ServiceKey, VirtualServer] = {}
+    table: dict[ServiceKey, ServiceRow] = {}
     for server in servers:
         if server.key in table:
             raise LvsModelError(f"service {server.key} listed twice")
@@ -433,7 +433,7 @@ class ServiceStats:
     destinations: Mapping[DestKey, DestStats] = field(default_factory=lambda: MappingProxyType({}))
 
 
-class ObservedTable(Mapping[ServiceKey, VirtualServer]):
+class ObservedTable(Mapping[ServiceKey, ServiceRow]):
     """A table read from the kernel, usable wherever a :data:`Table` is, plus counters.
 
     Equality with another mapping compares the configuration only, never the counters.
@@ -443,7 +443,7 @@ class ObservedTable(Mapping[ServiceKey, VirtualServer]):
 
     def __init__(
         self,
-        servers: Mapping[ServiceKey, VirtualServer],
+        servers: Mapping[ServiceKey, ServiceRow],
         stats: Mapping[ServiceKey, ServiceStats],
         unreadable: Iterable[str] = (),
     ) -> None:
@@ -454,7 +454,7 @@ class ObservedTable(Mapping[ServiceKey, VirtualServer]):
         #: creates such services, so leaving them out of the table leaves them alone.
         self.unreadable: tuple[str, ...] = tuple(unreadable)
 
-    def __getitem__(self, key: ServiceKey) -> VirtualServer:
+    def __getitem__(self, key: ServiceKey) -> ServiceRow:
         return self._servers[key]
 
     def __iter__(self) -> Iterator[ServiceKey]:
@@ -470,6 +470,6 @@ class ObservedTable(Mapping[ServiceKey, VirtualServer]):
         """Counters of one service and its destinations (zeros if it was not observed)."""
         return self._stats.get(key, ServiceStats())
 
-    def config(self) -> dict[ServiceKey, VirtualServer]:
+    def config(self) -> dict[ServiceKey, ServiceRow]:
         """The configuration part alone, as a plain table."""
         return dict(self._servers)

@@ -41,9 +41,9 @@ from mailha.lvs.model import (
     ObservedTable,
     Service,
     ServiceKey,
+    ServiceRow,
     ServiceStats,
     Stats,
-    VirtualServer,
 )
 from mailha.lvs.planner import AddDest, AddService, DelService, EditDest, EditService, Op
 from mailha.lvs.wire import DaemonInfo, DaemonState, Reply, Timeouts
@@ -166,7 +166,7 @@ class IpvsNetlink(AsyncResource):
         per socket at a time (each lasts until its last part is read), so sending
         the next request before that would only collect EBUSY refusals.
         """
-        servers: dict[ServiceKey, VirtualServer] = {}
+        servers: dict[ServiceKey, ServiceRow] = {}
         stats: dict[ServiceKey, ServiceStats] = {}
         unreadable: list[str] = []
         cache = self._cache

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import TypeAlias
 
 from mailha.lvs.maglev import canonical_order, in_canonical_order, is_maglev, kept_tail
-from mailha.lvs.model import Destination, DestKey, Service, ServiceKey, Table, VirtualServer
+from mailha.lvs.model import Destination, DestKey, Service, ServiceKey, ServiceRow, Table
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,7 @@ def _plan_dests(
     return [*adds, *edits, *dels]
 
 
-def _plan_maglev(key: ServiceKey, want: VirtualServer, have: VirtualServer) -> list[Op]:
+def _plan_maglev(key: ServiceKey, want: ServiceRow, have: ServiceRow) -> list[Op]:
     """A Maglev service's destinations: canonical order, quiesced in place.
 
     ``canonical[:k]`` are (re)added at the head, last first, a destination already in

@@ -12,8 +12,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypedDict
 
 from mailha.checkers.quorum import VirtualServerHealth
-from mailha.config.model import RealServer
-from mailha.config.model import VirtualServer as CfgVirtualServer
+from mailha.config.model import RealServer, VirtualServer
 from mailha.lvs.health import LastResults
 from mailha.lvs.maglev import is_maglev
 from mailha.lvs.model import ObservedTable, ServiceKey
@@ -90,7 +89,7 @@ def ipvs_status(observed: ObservedTable, owned: Collection[Any],
 
 
 def check_status(health: Sequence[VirtualServerHealth], last_results: LastResults,
-                 is_drained: Callable[[RealServer, CfgVirtualServer], bool],
+                 is_drained: Callable[[RealServer, VirtualServer], bool],
                  now: float) -> list[CheckStatus]:
     """Every checker of every real server: up or not, its last reason and how old it is."""
     checks: list[CheckStatus] = []

@@ -31,17 +31,17 @@ from mailha.lvs.model import (
     DestKey,
     DestStats,
     Forward,
+    IpProtocol,
     LvsModelError,
     Persistence,
-    Protocol,
     Service,
     ServiceFlags,
     ServiceKey,
+    ServiceRow,
     Stats,
     Tunnel,
+    TunnelEncap,
     TunnelFlags,
-    TunnelType,
-    VirtualServer,
 )
 from mailha.lvs.planner import AddDest, AddService, DelDest, DelService, EditDest, EditService, Op
 
@@ -643,7 +643,7 @@ def decode_service(payload: bytes, *, with_stats: bool = True) -> tuple[Service,
         else:
             key = ServiceKey(
                 af,
-                Protocol(_U16.unpack_from(attrs[SVC_PROTOCOL])[0]),
+                IpProtocol(_U16.unpack_from(attrs[SVC_PROTOCOL])[0]),
                 _address(attrs[SVC_ADDR], af, "service address"),
                 _BE16.unpack_from(attrs[SVC_PORT])[0],
             )
@@ -696,7 +696,8 @@ def decode_dest(
         tunnel = None
         if forward == Forward.TUNNEL:
             tunnel = Tunnel(
-                TunnelType(attrs[DEST_TUN_TYPE][0]) if DEST_TUN_TYPE in attrs else TunnelType.IPIP,
+                (TunnelEncap(attrs[DEST_TUN_TYPE][0]) if DEST_TUN_TYPE in attrs
+                 else TunnelEncap.IPIP),
                 _BE16.unpack_from(attrs[DEST_TUN_PORT])[0] if DEST_TUN_PORT in attrs else 0,
                 TunnelFlags(_U16.unpack_from(attrs[DEST_TUN_FLAGS])[0])
                 if DEST_TUN_FLAGS in attrs
@@ -893,10 +894,10 @@ class DecodeCache:
 
     def __init__(self) -> None:
         self._services: dict[bytes, _CachedService] = {}
-        self._rows: dict[tuple[bytes, ...], VirtualServer] = {}
+        self._rows: dict[tuple[bytes, ...], ServiceRow] = {}
         self._layouts: dict[object, Layout] = {}
         self._new_services: dict[bytes, _CachedService] = {}
-        self._new_rows: dict[tuple[bytes, ...], VirtualServer] = {}
+        self._new_rows: dict[tuple[bytes, ...], ServiceRow] = {}
         self._new_layouts: dict[object, Layout] = {}
 
     def __len__(self) -> int:
@@ -942,7 +943,7 @@ class DecodeCache:
 
     def row(
         self, service: Service, config: bytes | None, dests: Sequence[bytes], *, with_stats: bool
-    ) -> tuple[VirtualServer, dict[DestKey, DestStats]]:
+    ) -> tuple[ServiceRow, dict[DestKey, DestStats]]:
         """``service`` (read with configuration bytes ``config``) with the destinations
         dumped for it, and their counters."""
         layouts = None if config is None else self._dest_layouts(config, dests)
@@ -953,7 +954,7 @@ class DecodeCache:
         if row is None or layouts is None:
             family = service.key.family
             decoded = [decode_dest(p, family, with_stats=with_stats) for p in dests]
-            row = VirtualServer.of(service, (d for d, _ in decoded))
+            row = ServiceRow.of(service, (d for d, _ in decoded))
             stats = {d.key: s for d, s in decoded}
         elif with_stats:
             stats = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import re
 from dataclasses import dataclass, field
-from typing import Protocol as TypingProtocol
+from typing import IpProtocol as TypingProtocol
 
 import pytest
 
@@ -16,15 +16,15 @@ from mailha.lvs.model import (
     Destination,
     DestKey,
     Forward,
+    IpProtocol,
     Persistence,
-    Protocol,
     Service,
     ServiceKey,
+    ServiceRow,
     Table,
     Tunnel,
+    TunnelEncap,
     TunnelFlags,
-    TunnelType,
-    VirtualServer,
     make_table,
 )
 from mailha.lvs.netlink import IpvsNetlink
@@ -84,7 +84,7 @@ def parse_list(text: str) -> dict[str, ListedService]:
 VIP = "10.12.49.37"
 SMTP = ServiceKey.for_address(VIP, 25)
 SUBMISSION = ServiceKey.for_address(VIP, 587)
-DNS = ServiceKey.for_address(VIP, 53, Protocol.UDP)
+DNS = ServiceKey.for_address(VIP, 53, IpProtocol.UDP)
 MARKED = ServiceKey.for_fwmark(25)
 SMTP6 = ServiceKey.for_address("2001:db8::25", 25)
 
@@ -92,34 +92,34 @@ NODE1_DR = Destination.of("10.12.49.35", 25, Forward.ROUTE)
 NODE2_DR = Destination.of("10.12.49.36", 25, Forward.ROUTE, 2)
 
 
-def config_like_table() -> dict[ServiceKey, VirtualServer]:
+def config_like_table() -> dict[ServiceKey, ServiceRow]:
     """The seed's SMTP service plus one of every feature the kernel offers."""
     return make_table(
         [
-            VirtualServer.of(Service(SMTP, "wlc"), [NODE1_DR, NODE2_DR]),
-            VirtualServer.of(
+            ServiceRow.of(Service(SMTP, "wlc"), [NODE1_DR, NODE2_DR]),
+            ServiceRow.of(
                 Service(SUBMISSION, "rr", persistence=Persistence(300, 24)),
                 [
                     Destination.of("10.12.49.35", 587, weight=3, u_threshold=100, l_threshold=50),
                     Destination.of("10.12.49.36", 587, weight=0),
                 ],
             ),
-            VirtualServer.of(
+            ServiceRow.of(
                 Service(DNS, "mh", MH_FALLBACK | MH_PORT, one_packet=True),
                 [
                     Destination.of(
                         "10.12.49.40",
                         53,
                         Forward.TUNNEL,
-                        tunnel=Tunnel(TunnelType.GUE, 6080, TunnelFlags.CSUM),
+                        tunnel=Tunnel(TunnelEncap.GUE, 6080, TunnelFlags.CSUM),
                     ),
                     Destination.of("10.12.49.41", 53, Forward.TUNNEL),
                 ],
             ),
-            VirtualServer.of(
+            ServiceRow.of(
                 Service(MARKED, "sh", SH_PORT), [Destination.of("10.12.49.35", 0, Forward.ROUTE)]
             ),
-            VirtualServer.of(
+            ServiceRow.of(
                 Service(SMTP6, "lc", persistence=Persistence(60, 64)),
                 [Destination.of("2001:db8::35", 25)],
             ),
@@ -206,7 +206,7 @@ async def test_edits_converge_with_in_place_changes(ipvs: IpvsNetlink, ipvsadm: 
     changed = dict(config_like_table())
     node3 = Destination.of("10.12.49.38", 25, Forward.ROUTE)
     heavier = Destination.of("10.12.49.35", 25, Forward.ROUTE, 5)
-    changed[SMTP] = VirtualServer.of(Service(SMTP, "rr"), [heavier, node3])
+    changed[SMTP] = ServiceRow.of(Service(SMTP, "rr"), [heavier, node3])
     del changed[MARKED]
 
     ops = await converge(ipvs, changed, set(config_like_table()))
@@ -306,7 +306,7 @@ async def test_timeouts_and_flush(ipvs: IpvsNetlink, ipvsadm: Ipvsadm) -> None:
 async def test_large_batch_is_pipelined_in_order(ipvs: IpvsNetlink, ipvsadm: Ipvsadm) -> None:
     """More operations than the in-flight window, with dependencies across sends."""
     desired = make_table(
-        VirtualServer.of(
+        ServiceRow.of(
             Service(ServiceKey.for_address(f"10.20.{i // 250}.{i % 250 + 1}", 25), "rr"),
             [Destination.of("10.30.0.1", 25), Destination.of("10.30.0.2", 25, weight=2)],
         )

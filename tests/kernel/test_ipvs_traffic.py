@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pytest
 
-from mailha.lvs.model import Destination, Service, ServiceKey, VirtualServer, make_table
+from mailha.lvs.model import Destination, Service, ServiceKey, ServiceRow, make_table
 from mailha.lvs.netlink import IpvsNetlink
 from mailha.lvs.planner import EditDest, EditService, plan
 
@@ -66,7 +66,7 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def session(nat_lab: Lab, ipvs: IpvsNetlink) -> AsyncIterator[Session]:
     """An echo server behind the VIP, and one client connection through it."""
     key = ServiceKey.for_address(nat_lab.vip, PORT)
-    desired = make_table([VirtualServer.of(Service(key, "rr"), [_server(nat_lab)])])
+    desired = make_table([ServiceRow.of(Service(key, "rr"), [_server(nat_lab)])])
     (await ipvs.apply(plan(desired, await ipvs.observe(), set()))).raise_for_errors()
 
     listener = nat_lab.tcp_socket(nat_lab.server_ns)
@@ -110,7 +110,7 @@ async def test_connection_survives_restart_and_in_place_edits(
     nat_lab: Lab, ipvs: IpvsNetlink, ipvsadm: Ipvsadm, session: Session
 ) -> None:
     key = ServiceKey.for_address(nat_lab.vip, PORT)
-    desired = make_table([VirtualServer.of(Service(key, "rr"), [_server(nat_lab)])])
+    desired = make_table([ServiceRow.of(Service(key, "rr"), [_server(nat_lab)])])
     assert await session.echo(b"before\n") == b"before\n"
     entry = _connection_entry(await ipvsadm("-Lnc"), session)
     client = f"{session.local[0]}:{session.local[1]}"
@@ -124,7 +124,7 @@ async def test_connection_survives_restart_and_in_place_edits(
     assert await session.echo(b"after restart\n") == b"after restart\n"
 
     # Scheduler and weight changes are edits in place: the connection stays.
-    edited = make_table([VirtualServer.of(Service(key, "wlc"), [_server(nat_lab, 5)])])
+    edited = make_table([ServiceRow.of(Service(key, "wlc"), [_server(nat_lab, 5)])])
     ops = plan(edited, await ipvs.observe(), set(desired))
     assert ops == [EditService(Service(key, "wlc")), EditDest(key, _server(nat_lab, 5))]
     (await ipvs.apply(ops)).raise_for_errors()

@@ -47,7 +47,7 @@ from mailha.config.model import Config
 from mailha.lvs.desired import desired_table, owned_keys
 from mailha.lvs.host import HostRole
 from mailha.lvs.maglev import fingerprint
-from mailha.lvs.model import MH_FALLBACK, MH_PORT, ServiceKey, VirtualServer
+from mailha.lvs.model import MH_FALLBACK, MH_PORT, ServiceKey, ServiceRow
 from mailha.lvs.netlink import IpvsNetlink
 from mailha.lvs.planner import plan
 
@@ -89,7 +89,7 @@ lvs_method = "TUN"
 {real_servers}""", run_dir / "mailha.toml")
 
 
-def wish(cfg: Config, down: Iterable[str] = ()) -> dict[ServiceKey, VirtualServer]:
+def wish(cfg: Config, down: Iterable[str] = ()) -> dict[ServiceKey, ServiceRow]:
     """The desired table with the checks' verdicts: a down server at weight 0 (mh)."""
     vs = cfg.virtual_servers[0]
     members = tuple(PoolMember(rs, 0 if str(rs.ip) in set(down) else rs.weight)
@@ -127,15 +127,15 @@ async def reconcile(netns: str, cfg: Config, down: Iterable[str] = ()) -> int:
     return await in_netns(netns, work)
 
 
-async def kernel_row(netns: str) -> VirtualServer:
-    async def work() -> VirtualServer:
+async def kernel_row(netns: str) -> ServiceRow:
+    async def work() -> ServiceRow:
         async with await IpvsNetlink.open(request_timeout=20) as nl:
             return (await nl.observe(with_stats=False))[KEY]
 
     return await in_netns(netns, work)
 
 
-def listing(row: VirtualServer) -> list[tuple[str, int]]:
+def listing(row: ServiceRow) -> list[tuple[str, int]]:
     """The destination list as the kernel dumps it (head first), with weights."""
     return [(str(d.address), d.weight) for d in row.destinations.values()]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from mailha.lvs import wire
-from mailha.lvs.model import Destination, Service, ServiceKey, Stats, VirtualServer
+from mailha.lvs.model import Destination, Service, ServiceKey, ServiceRow, Stats
 
 #: Messages per dump part (the kernel fills ~4-32 KiB skbs).
 PART = 16
@@ -107,7 +107,7 @@ class _Dump:
 class FakeKernel:
     """The kernel's IPVS table behind one netlink socket; see the module docstring."""
 
-    table: dict[ServiceKey, VirtualServer] = field(default_factory=dict)
+    table: dict[ServiceKey, ServiceRow] = field(default_factory=dict)
     counter: int = 0
     #: Requests seen, by IPVS command number.
     commands: list[int] = field(default_factory=list)
@@ -196,7 +196,7 @@ class FakeKernel:
         for start in range(0, len(messages), PART):
             yield messages[start : start + PART]
 
-    def _find(self, payload: bytes) -> VirtualServer | None:
+    def _find(self, payload: bytes) -> ServiceRow | None:
         attrs = wire.parse_attrs(payload, wire.GENL_HDRLEN)
         wanted = attrs[wire.IPVS_CMD_ATTR_SERVICE]
         key = self._keys.get(wanted)

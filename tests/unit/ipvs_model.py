@@ -11,7 +11,7 @@ import errno
 from collections.abc import Iterable
 
 from mailha.lvs.maglev import canonical_order, is_maglev
-from mailha.lvs.model import Destination, DestKey, Service, ServiceKey, Table, VirtualServer
+from mailha.lvs.model import Destination, DestKey, Service, ServiceKey, ServiceRow, Table
 from mailha.lvs.planner import AddDest, AddService, DelDest, DelService, EditDest, EditService, Op
 
 
@@ -41,8 +41,8 @@ class Kernel:
             for k, v in initial.items()
         }
 
-    def table(self) -> dict[ServiceKey, VirtualServer]:
-        return {k: VirtualServer(s, self.dests[k]) for k, s in self.services.items()}
+    def table(self) -> dict[ServiceKey, ServiceRow]:
+        return {k: ServiceRow(s, self.dests[k]) for k, s in self.services.items()}
 
     def maglev_table(self, key: ServiceKey) -> tuple[object, ...]:
         """Everything the kernel builds a Maglev table and answers lookups from."""
@@ -89,18 +89,18 @@ class Kernel:
         return self.dests[key]
 
 
-def as_listed(desired: Table) -> dict[ServiceKey, VirtualServer]:
+def as_listed(desired: Table) -> dict[ServiceKey, ServiceRow]:
     """``desired`` as a kernel that holds it lists it: Maglev rows in canonical order."""
     out = {}
     for key, row in desired.items():
         if is_maglev(row.service):
             order = canonical_order(row.destinations)
-            row = VirtualServer(row.service, {k: row.destinations[k] for k in order})
+            row = ServiceRow(row.service, {k: row.destinations[k] for k in order})
         out[key] = row
     return out
 
 
-def run(observed: Table, ops: Iterable[Op]) -> dict[ServiceKey, VirtualServer]:
+def run(observed: Table, ops: Iterable[Op]) -> dict[ServiceKey, ServiceRow]:
     kernel = Kernel(observed)
     for op in ops:
         kernel.apply(op)

@@ -34,7 +34,7 @@ from mailha.lvs.model import (
     Forward,
     Service,
     ServiceKey,
-    VirtualServer,
+    ServiceRow,
 )
 from mailha.lvs.planner import AddDest, AddService, DelDest, EditDest, Op, plan
 from mailha.metrics import IpvsSnapshot, Metrics
@@ -52,9 +52,9 @@ def dest(last_octet: int, weight: int = 1, table_weight: int | None = None,
                        table_weight=table_weight if weight == 0 else None, **more)  # type: ignore[arg-type]
 
 
-def row(*dests: Destination, service: Service = MH) -> VirtualServer:
+def row(*dests: Destination, service: Service = MH) -> ServiceRow:
     """A row whose destinations are listed in the order given (head first)."""
-    return VirtualServer(service, {d.key: d for d in dests})
+    return ServiceRow(service, {d.key: d for d in dests})
 
 
 def apply(kernel: Kernel, ops: list[Op]) -> None:
@@ -181,7 +181,7 @@ _SORRY = 35  # between the real servers: stepping in means moving the ones above
 
 
 @st.composite
-def kernel_rows(draw: st.DrawFn) -> VirtualServer:
+def kernel_rows(draw: st.DrawFn) -> ServiceRow:
     """Any list the kernel may hold: any order, weights, settings."""
     octets = draw(st.permutations(_OCTETS))[: draw(st.integers(0, len(_OCTETS)))]
     forwards = st.sampled_from([Forward.MASQ, Forward.ROUTE])
@@ -189,7 +189,7 @@ def kernel_rows(draw: st.DrawFn) -> VirtualServer:
 
 
 @st.composite
-def desired_rows(draw: st.DrawFn) -> VirtualServer:
+def desired_rows(draw: st.DrawFn) -> ServiceRow:
     octets = draw(st.sets(st.sampled_from(_OCTETS)))
     dests = []
     for o in sorted(octets):
@@ -201,7 +201,7 @@ def desired_rows(draw: st.DrawFn) -> VirtualServer:
 @settings(max_examples=300, deadline=None)
 @given(kernel_rows(), desired_rows())
 def test_any_kernel_list_ends_in_canonical_order_with_the_fewest_moves(
-    observed: VirtualServer, want: VirtualServer
+    observed: ServiceRow, want: ServiceRow
 ) -> None:
     kernel = Kernel({VIP: observed})
     ops = plan({VIP: want}, kernel.table(), {VIP})
@@ -244,7 +244,7 @@ class Director:
     down: set[int] = field(default_factory=set)
     drained: set[int] = field(default_factory=set)
 
-    def desired(self) -> VirtualServer:
+    def desired(self) -> ServiceRow:
         """What desired.py makes of the pool: inhibit_on_failure, forced for mh."""
         dests = [dest(o, 0 if o in self.down | self.drained else self.weights[o],
                       table_weight=self.weights[o]) for o in sorted(self.config)]
@@ -337,7 +337,7 @@ GOLDEN = 1433621266840484
         row(dest(30), dest(20, 0), dest(10, 2), service=Service(VIP, "sh", MH_FALLBACK | MH_PORT)),
     ],
 )
-def test_the_fingerprint_changes_with_what_decides_the_table(other: VirtualServer) -> None:
+def test_the_fingerprint_changes_with_what_decides_the_table(other: ServiceRow) -> None:
     assert fingerprint(other) != fingerprint(row(dest(30), dest(20, 0), dest(10, 2)))
 
 
@@ -354,7 +354,7 @@ def test_the_memo_hashes_a_row_once_and_again_when_it_changes(
 ) -> None:
     import mailha.lvs.maglev as maglev
 
-    calls: list[VirtualServer] = []
+    calls: list[ServiceRow] = []
     real = maglev.fingerprint
     monkeypatch.setattr(maglev, "fingerprint", lambda r: calls.append(r) or real(r))
     memo = FingerprintMemo()

@@ -26,10 +26,10 @@ from mailha.lvs.model import (
     Persistence,
     Service,
     ServiceKey,
+    ServiceRow,
     ServiceStats,
     Tunnel,
-    TunnelType,
-    VirtualServer,
+    TunnelEncap,
     make_table,
 )
 from mailha.lvs.netlink import IpvsNetlink
@@ -38,27 +38,27 @@ from mailha.lvs.planner import plan
 FAMILY = 0x20
 
 
-def _table(services: int = 40) -> dict[ServiceKey, VirtualServer]:
+def _table(services: int = 40) -> dict[ServiceKey, ServiceRow]:
     rows = [
-        VirtualServer.of(
+        ServiceRow.of(
             Service(ServiceKey.for_address(f"10.40.0.{i + 1}", 25), "wlc"),
             [Destination.of("10.50.0.1", 25), Destination.of("10.50.0.2", 25, weight=3)],
         )
         for i in range(services)
     ]
     rows.append(
-        VirtualServer.of(
+        ServiceRow.of(
             Service(ServiceKey.for_fwmark(7), "sh", persistence=Persistence(60, 24)),
-            [Destination.of("10.50.0.3", 0, Forward.TUNNEL, tunnel=Tunnel(TunnelType.GUE, 6080))],
+            [Destination.of("10.50.0.3", 0, Forward.TUNNEL, tunnel=Tunnel(TunnelEncap.GUE, 6080))],
         )
     )
     rows.append(
-        VirtualServer.of(
+        ServiceRow.of(
             Service(ServiceKey.for_address("2001:db8::25", 25), "rr"),
             [Destination.of(f"2001:db8::{n}", 25, Forward.ROUTE) for n in range(1, 40)],
         )
     )
-    rows.append(VirtualServer.of(Service(ServiceKey.for_address("10.40.9.9", 80), "lc")))
+    rows.append(ServiceRow.of(Service(ServiceKey.for_address("10.40.9.9", 80), "lc")))
     return make_table(rows)
 
 
@@ -79,7 +79,7 @@ def _stats_of(observed: ObservedTable) -> dict[ServiceKey, object]:
 
 
 def _expected_stats(
-    table: dict[ServiceKey, VirtualServer], counter: int
+    table: dict[ServiceKey, ServiceRow], counter: int
 ) -> dict[ServiceKey, object]:
     """The counters the fake reports after ``counter`` ticks."""
     dest = DestStats(expected_stats(counter), counter, counter + 1, counter + 2)
@@ -150,7 +150,7 @@ async def test_a_changed_destination_is_seen_while_counters_also_change(
     row = kernel.table[key]
     first, second = row.destinations.values()
     changed = dataclasses.replace(second, **change)
-    kernel.table[key] = VirtualServer.of(row.service, [first, changed])
+    kernel.table[key] = ServiceRow.of(row.service, [first, changed])
     kernel.tick(3)
     observed = await ipvs.observe()
     assert observed.config() == kernel.table
@@ -164,7 +164,7 @@ async def test_a_changed_service_is_seen_while_counters_also_change(
     key = ServiceKey.for_fwmark(7)
     row = kernel.table[key]
     edited = dataclasses.replace(row.service, persistence=Persistence(120, 24))
-    kernel.table[key] = VirtualServer.of(edited, row.destinations.values())
+    kernel.table[key] = ServiceRow.of(edited, row.destinations.values())
     kernel.tick()
     observed = await ipvs.observe(with_stats=False)
     assert observed[key].service == edited
@@ -177,9 +177,9 @@ async def test_added_and_removed_destinations_are_seen(
     await ipvs.observe()
     key = ServiceKey.for_address("10.40.0.1", 25)
     row = kernel.table[key]
-    kernel.table[key] = VirtualServer.of(row.service, [Destination.of("10.50.0.9", 25)])
+    kernel.table[key] = ServiceRow.of(row.service, [Destination.of("10.50.0.9", 25)])
     empty = ServiceKey.for_address("10.40.9.9", 80)
-    kernel.table[empty] = VirtualServer.of(
+    kernel.table[empty] = ServiceRow.of(
         kernel.table[empty].service, [Destination.of("10.50.0.8", 80)]
     )
     observed = await ipvs.observe()
@@ -198,7 +198,7 @@ async def test_the_cache_holds_only_what_the_latest_observe_saw(
     assert ipvs.cached == len(kernel.table)
     for row in [*kernel.table.values()][:5]:  # every destination changes
         dests = [dataclasses.replace(d, weight=d.weight + 1) for d in row.destinations.values()]
-        kernel.table[row.key] = VirtualServer.of(row.service, dests)
+        kernel.table[row.key] = ServiceRow.of(row.service, dests)
         kernel.tick()
         await ipvs.observe()
         assert ipvs.cached == len(kernel.table)
@@ -206,7 +206,7 @@ async def test_the_cache_holds_only_what_the_latest_observe_saw(
 
 async def test_unreadable_services_stay_unreadable(kernel: FakeKernel, ipvs: IpvsNetlink) -> None:
     ah = service_payload(Service(ServiceKey.for_address("10.40.8.8", 0), "rr"))
-    # Protocol 51 (AH): made by another tool, outside the model.
+    # IpProtocol 51 (AH): made by another tool, outside the model.
     tcp, ah_protocol = struct.pack("=HHH", 6, 2, 6), struct.pack("=HHH", 6, 2, 51)
     kernel.raw_services.append(ah.replace(tcp, ah_protocol))
     for _ in range(2):

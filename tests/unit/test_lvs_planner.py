@@ -18,16 +18,16 @@ from mailha.lvs.model import (
     SH_PORT,
     Destination,
     Forward,
+    IpProtocol,
     LvsModelError,
     Persistence,
-    Protocol,
     Service,
     ServiceFlags,
     ServiceKey,
+    ServiceRow,
     Table,
     Tunnel,
-    TunnelType,
-    VirtualServer,
+    TunnelEncap,
     make_table,
 )
 from mailha.lvs.planner import (
@@ -48,14 +48,14 @@ N1 = Destination.of("10.12.49.35", 25)
 N2 = Destination.of("10.12.49.36", 25)
 
 
-def table(*servers: VirtualServer) -> dict[ServiceKey, VirtualServer]:
+def table(*servers: ServiceRow) -> dict[ServiceKey, ServiceRow]:
     return make_table(servers)
 
 
-def vs(service: Service | ServiceKey, *dests: Destination) -> VirtualServer:
+def vs(service: Service | ServiceKey, *dests: Destination) -> ServiceRow:
     if isinstance(service, ServiceKey):
         service = Service(service, "wlc")
-    return VirtualServer.of(service, dests)
+    return ServiceRow.of(service, dests)
 
 
 # ------------------------------------------------------------------------ examples
@@ -98,7 +98,7 @@ def test_weight_change_is_one_edit() -> None:
     [
         {"forward": Forward.ROUTE},
         {"u_threshold": 100, "l_threshold": 50},
-        {"forward": Forward.TUNNEL, "tunnel": Tunnel(TunnelType.GUE, 6080)},
+        {"forward": Forward.TUNNEL, "tunnel": Tunnel(TunnelEncap.GUE, 6080)},
     ],
 )
 def test_destination_settings_are_edited_in_place(change: dict[str, object]) -> None:
@@ -131,7 +131,7 @@ def test_changed_address_is_a_new_service_and_the_old_one_goes_last() -> None:
 
 
 def test_changed_protocol_is_a_new_service() -> None:
-    udp = ServiceKey.for_address("10.12.49.37", 25, Protocol.UDP)
+    udp = ServiceKey.for_address("10.12.49.37", 25, IpProtocol.UDP)
     ops = plan(table(vs(udp, N1)), table(vs(VIP, N1)), {VIP})
     assert [type(op) for op in ops] == [AddService, AddDest, DelService]
 
@@ -196,7 +196,7 @@ def test_planning_does_not_modify_its_inputs() -> None:
         (lambda: Destination.of("10.0.0.1", 25, u_threshold=5, l_threshold=6), "l_threshold"),
         (lambda: Destination.of("10.0.0.1", 70000), "port"),
         (lambda: Destination.of("not-an-ip", 25), "not an IP address"),
-        (lambda: Tunnel(TunnelType.GUE), "GUE"),
+        (lambda: Tunnel(TunnelEncap.GUE), "GUE"),
         (lambda: Destination.of("10.0.0.1", 25, Forward.ROUTE, tunnel=Tunnel()), "tunnel"),
         (lambda: Service(VIP, "x" * 16), "scheduler name"),
         (lambda: Service(VIP, sched_flags=ServiceFlags.PERSISTENT), "sched_flags"),
@@ -210,7 +210,7 @@ def test_planning_does_not_modify_its_inputs() -> None:
             "prefix",
         ),
         (lambda: ServiceKey.for_fwmark(0), "fwmark"),
-        (lambda: ServiceKey(socket.AF_INET6, Protocol.TCP, VIP.address, 25), "family"),
+        (lambda: ServiceKey(socket.AF_INET6, IpProtocol.TCP, VIP.address, 25), "family"),
         (lambda: vs(VIP, Destination.of("2001:db8::2", 25)), "families"),
         (lambda: vs(VIP, N1, N1), "twice"),
         (lambda: make_table([vs(VIP), vs(VIP)]), "twice"),
@@ -239,7 +239,7 @@ def service_keys(draw: st.DrawFn) -> ServiceKey:
     return ServiceKey.for_address(
         draw(st.sampled_from(_SVC_ADDRS)),
         draw(st.sampled_from([25, 587])),
-        draw(st.sampled_from([Protocol.TCP, Protocol.UDP])),
+        draw(st.sampled_from([IpProtocol.TCP, IpProtocol.UDP])),
     )
 
 
@@ -270,7 +270,7 @@ def destinations(draw: st.DrawFn, family: socket.AddressFamily) -> Destination:
         forward = Forward.TUNNEL
     tunnel = None
     if forward == Forward.TUNNEL:
-        tunnel = draw(st.sampled_from([Tunnel(), Tunnel(TunnelType.GUE, 6080)]))
+        tunnel = draw(st.sampled_from([Tunnel(), Tunnel(TunnelEncap.GUE, 6080)]))
     upper = draw(st.sampled_from([0, 100]))
     return Destination.of(
         address,
@@ -284,20 +284,20 @@ def destinations(draw: st.DrawFn, family: socket.AddressFamily) -> Destination:
 
 
 @st.composite
-def tables(draw: st.DrawFn) -> dict[ServiceKey, VirtualServer]:
+def tables(draw: st.DrawFn) -> dict[ServiceKey, ServiceRow]:
     keys = draw(st.sets(service_keys(), max_size=4))
     out = {}
     for key in keys:
         dests = draw(st.lists(destinations(key.family), max_size=4))
         unique = {d.key: d for d in dests}
-        out[key] = VirtualServer(draw(services(key)), unique)
+        out[key] = ServiceRow(draw(services(key)), unique)
     return out
 
 
 @st.composite
 def scenarios(
     draw: st.DrawFn,
-) -> tuple[dict[ServiceKey, VirtualServer], dict[ServiceKey, VirtualServer], set[ServiceKey]]:
+) -> tuple[dict[ServiceKey, ServiceRow], dict[ServiceKey, ServiceRow], set[ServiceKey]]:
     desired = draw(tables())
     observed = draw(tables())
     overlap: bool = draw(st.booleans())  # often, some services already match
@@ -310,7 +310,7 @@ def scenarios(
 
 
 Scenario = tuple[
-    Mapping[ServiceKey, VirtualServer], Mapping[ServiceKey, VirtualServer], set[ServiceKey]
+    Mapping[ServiceKey, ServiceRow], Mapping[ServiceKey, ServiceRow], set[ServiceKey]
 ]
 
 

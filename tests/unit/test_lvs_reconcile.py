@@ -21,7 +21,7 @@ from mailha.lvs.model import (
     ObservedTable,
     Service,
     ServiceKey,
-    VirtualServer,
+    ServiceRow,
     make_table,
 )
 from mailha.lvs.netlink import ApplyResult, IpvsNetlink
@@ -30,7 +30,7 @@ from mailha.lvs.reconcile import Reconciler, is_drift, normalise_local
 from mailha.metrics import Metrics
 
 VIP = ServiceKey.for_address("10.96.0.1", 25)
-WANT = make_table([VirtualServer.of(Service(VIP, "rr"), [
+WANT = make_table([ServiceRow.of(Service(VIP, "rr"), [
     Destination.of("10.96.0.11", 25, Forward.ROUTE),
     Destination.of("10.96.0.12", 25, Forward.ROUTE, weight=2)])])
 
@@ -75,7 +75,7 @@ async def test_a_pass_programs_the_wish_and_a_second_pass_changes_nothing() -> N
 
 
 async def test_a_foreign_service_is_left_alone_and_an_empty_wish_withdraws_ours() -> None:
-    foreign = make_table([VirtualServer.of(Service(ServiceKey.for_address("10.1.1.1", 80), "wlc"))])
+    foreign = make_table([ServiceRow.of(Service(ServiceKey.for_address("10.1.1.1", 80), "wlc"))])
     fake = FakeIpvs(Kernel({**WANT, **foreign}))
     await reconciler(fake, Metrics()).apply({})
     assert fake.kernel.table() == foreign
@@ -123,7 +123,7 @@ async def test_refused_operations_raise_so_the_loop_retries() -> None:
 
 
 def test_a_local_forward_reads_as_the_method_asked_for() -> None:
-    local = make_table([VirtualServer.of(Service(VIP, "rr"), [
+    local = make_table([ServiceRow.of(Service(VIP, "rr"), [
         Destination.of("10.96.0.11", 25, Forward.LOCAL),
         Destination.of("10.96.0.12", 25, Forward.ROUTE, weight=2)])])
     assert normalise_local(ObservedTable(local, {}), WANT) == WANT

@@ -15,9 +15,9 @@ from mailha.lvs.model import (
     ObservedTable,
     Service,
     ServiceKey,
+    ServiceRow,
     ServiceStats,
     Stats,
-    VirtualServer,
     make_table,
 )
 from mailha.lvs.status import check_status, ipvs_snapshot, ipvs_status, maglev_services
@@ -29,8 +29,8 @@ D2 = Destination.of("10.96.0.11", 25, Forward.MASQ)
 
 
 def observed() -> ObservedTable:
-    table = make_table([VirtualServer.of(Service(OURS, "rr"), [D1, D2]),
-                        VirtualServer.of(Service(FOREIGN, "wlc"), [])])
+    table = make_table([ServiceRow.of(Service(OURS, "rr"), [D1, D2]),
+                        ServiceRow.of(Service(FOREIGN, "wlc"), [])])
     stats = {OURS: ServiceStats(Stats(conns=9, inbytes=100),
                                 {D1.key: DestStats(Stats(conns=5), 2, 3, 0)}),
              FOREIGN: ServiceStats(Stats(conns=1), {})}
@@ -59,10 +59,10 @@ def test_the_snapshot_exports_only_owned_services() -> None:
 def test_maglev_services_are_fingerprinted_in_status_and_metrics() -> None:
     mh = ServiceKey.for_address("10.96.0.1", 465)
     drifted = ServiceKey.for_address("10.96.0.1", 587)  # configured mh, now wlc in the kernel
-    table = make_table([VirtualServer.of(Service(OURS, "rr"), [D1]),
-                        VirtualServer.of(Service(mh, "mh"), [D1, D2]),
-                        VirtualServer.of(Service(drifted, "wlc"), [D2]),
-                        VirtualServer.of(Service(ServiceKey.for_address("10.1.1.1", 465), "mh"))])
+    table = make_table([ServiceRow.of(Service(OURS, "rr"), [D1]),
+                        ServiceRow.of(Service(mh, "mh"), [D1, D2]),
+                        ServiceRow.of(Service(drifted, "wlc"), [D2]),
+                        ServiceRow.of(Service(ServiceKey.for_address("10.1.1.1", 465), "mh"))])
     seen = ObservedTable(table, {})
     owned = {OURS, mh, drifted}
     keys = maglev_services(seen, owned, configured={drifted})

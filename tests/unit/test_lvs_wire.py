@@ -25,14 +25,14 @@ from mailha.lvs.model import (
     NO_FLAGS,
     Destination,
     Forward,
+    IpProtocol,
     Persistence,
-    Protocol,
     Service,
     ServiceKey,
     Stats,
     Tunnel,
+    TunnelEncap,
     TunnelFlags,
-    TunnelType,
 )
 from mailha.lvs.netlink import explain
 from mailha.lvs.planner import AddDest, AddService, DelDest, DelService, EditDest, EditService
@@ -98,7 +98,7 @@ def test_add_service_reads_back_with_pyroute2() -> None:
 def test_add_dest_reads_back_with_pyroute2() -> None:
     dest = Destination.of(
         "10.12.49.36", 2525, Forward.TUNNEL, 7, u_threshold=100, l_threshold=50,
-        tunnel=Tunnel(TunnelType.GUE, 6080, TunnelFlags.CSUM),
+        tunnel=Tunnel(TunnelEncap.GUE, 6080, TunnelFlags.CSUM),
     )  # fmt: skip
     msg = _decoded(wire.encode_op(AddDest(VIP, dest), FAMILY, 8))
     assert msg["cmd"] == wire.IPVS_CMD_NEW_DEST
@@ -182,7 +182,7 @@ def services(draw: st.DrawFn) -> Service:
     else:
         addr = draw(st.ip_addresses(v=6 if v6 else 4))
         key = ServiceKey.for_address(
-            addr, draw(st.integers(0, 65535)), draw(st.sampled_from(list(Protocol)))
+            addr, draw(st.integers(0, 65535)), draw(st.sampled_from(list(IpProtocol)))
         )
     persistence = None
     if draw(st.booleans()):
@@ -216,8 +216,8 @@ def destinations(draw: st.DrawFn) -> Destination:
     forward = draw(st.sampled_from(list(Forward)))
     tunnel = None
     if forward == Forward.TUNNEL:
-        kind = draw(st.sampled_from(list(TunnelType)))
-        port = draw(st.integers(1 if kind == TunnelType.GUE else 0, 65535))
+        kind = draw(st.sampled_from(list(TunnelEncap)))
+        port = draw(st.integers(1 if kind == TunnelEncap.GUE else 0, 65535))
         tunnel = Tunnel(kind, port, TunnelFlags(draw(st.integers(0, 3))))
     upper = draw(st.integers(0, 2**32 - 1))
     return Destination(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import re
 from dataclasses import dataclass, field
-from typing import IpProtocol as TypingProtocol
+from typing import Protocol
 
 import pytest
 
@@ -42,7 +42,7 @@ from mailha.lvs.planner import (
 pytestmark = pytest.mark.kernel
 
 
-class Ipvsadm(TypingProtocol):
+class Ipvsadm(Protocol):
     """The ``ipvsadm`` fixture (tests/kernel/conftest.py)."""
 
     async def __call__(self, *args: str, stdin: str | None = None) -> str: ...

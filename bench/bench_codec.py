@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from ipaddress import IPv4Address
 
-from mailha.vrrp.checksum import internet_checksum
+from mailha.net.checksum import internet_checksum
 from mailha.vrrp.packet import Advert, build_ipv4_packet, decode_advert, encode_advert
 from mailha.vrrp.packet import parse_ipv4_packet as parse_ip
 

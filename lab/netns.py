@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import NetnsError
+from mailha.net.checksum import internet_checksum
 
 __all__ = [
     "IFNAMSIZ",
@@ -535,19 +536,10 @@ def sysctl(netns: str | None, key: str, value: str | int) -> None:
 # ------------------------------------------------------------------------------ ping
 
 
-def _inet_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def icmp_echo_request(ident: int, seq: int, payload: bytes = b"mailha-lab") -> bytes:
     """An ICMP echo request (type 8) with a correct checksum."""
     header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    csum = _inet_checksum(header + payload)
+    csum = internet_checksum(header + payload)
     return struct.pack("!BBHHH", 8, 0, csum, ident, seq) + payload
 
 

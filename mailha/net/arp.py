@@ -33,6 +33,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from mailha.errors import MailhaError
 from mailha.ip import IPAddress
+from mailha.net.checksum import internet_checksum, pseudo_header
 
 __all__ = [
     "Announcer",
@@ -92,7 +93,8 @@ def unsolicited_na_frame(mac: bytes, ip: IPv6Address, *, router: bool = False) -
     flags = NA_FLAG_OVERRIDE | (NA_FLAG_ROUTER if router else 0)
     option = struct.pack("!BB6s", ND_OPT_TARGET_LL_ADDR, 1, mac)
     body = struct.pack("!BBHB3x16s", ICMPV6_NA, 0, 0, flags, ip.packed) + option
-    checksum = _icmpv6_checksum(ip, ALL_NODES, body)
+    checksum = internet_checksum(
+        pseudo_header(ip, ALL_NODES, socket.IPPROTO_ICMPV6, len(body)) + body)
     body = body[:2] + struct.pack("!H", checksum) + body[4:]
     header = struct.pack(
         "!IHBB16s16s", 6 << 28, len(body), socket.IPPROTO_ICMPV6, 255,
@@ -100,17 +102,6 @@ def unsolicited_na_frame(mac: bytes, ip: IPv6Address, *, router: bool = False) -
     )
     dst_mac = b"\x33\x33" + ALL_NODES.packed[-4:]
     return dst_mac + mac + struct.pack("!H", ETH_P_IPV6) + header + body
-
-
-def _icmpv6_checksum(src: IPv6Address, dst: IPv6Address, body: bytes) -> int:
-    pseudo = src.packed + dst.packed + struct.pack("!I3xB", len(body), socket.IPPROTO_ICMPV6)
-    data = pseudo + body
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _check_mac(mac: bytes) -> None:

@@ -44,7 +44,7 @@ from typing import Final, Literal, NamedTuple, TypeAlias, get_args
 
 from mailha.errors import MailhaError
 from mailha.ip import IPAddress
-from mailha.vrrp.checksum import internet_checksum, ones_complement_sum, pseudo_header
+from mailha.net.checksum import internet_checksum, ones_complement_sum, pseudo_header
 
 __all__ = [
     "ADVERTISEMENT",

@@ -50,6 +50,7 @@ from mailha.lvs.maglev import fingerprint
 from mailha.lvs.model import MH_FALLBACK, MH_PORT, ServiceKey, ServiceRow
 from mailha.lvs.netlink import IpvsNetlink
 from mailha.lvs.planner import plan
+from mailha.net.checksum import internet_checksum
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root]
 
@@ -158,15 +159,6 @@ def flush(netns: str) -> None:
 # ---------------------------------------------------------------- packets and conn tables
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def tcp_frame(director: str, source: tuple[str, int], flags: int) -> bytes:
     """An Ethernet frame carrying one TCP segment from ``source`` to the VIP."""
     src = ipaddress.IPv4Address(source[0]).packed
@@ -174,10 +166,10 @@ def tcp_frame(director: str, source: tuple[str, int], flags: int) -> bytes:
     ack = 1 if flags & 0x10 else 0
     tcp = struct.pack("!HHIIBBHHH", source[1], PORT, 4242, ack, 5 << 4, flags, 64240, 0, 0)
     pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    tcp = tcp[:16] + struct.pack("!H", internet_checksum(pseudo + tcp)) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64,
                      socket.IPPROTO_TCP, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
     client_end = "c1" if director == D1 else "c2"
     return MAC[director] + MAC[client_end] + b"\x08\x00" + ip + tcp
 

@@ -18,7 +18,7 @@ import pytest
 from tcpdump_hex import ETHERTYPE_IPV4, Frame, load_frames, parse_tcpdump_hex
 
 from mailha.ip import IPAddress
-from mailha.vrrp.checksum import internet_checksum, ones_complement_sum, pseudo_header
+from mailha.net.checksum import internet_checksum, ones_complement_sum, pseudo_header
 from mailha.vrrp.packet import (
     DECODE_ERROR_REASONS,
     VRRP_MCAST_IPV4,

@@ -9,7 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mailha.ip import IPAddress
-from mailha.vrrp.checksum import internet_checksum, ones_complement_sum, pseudo_header
+from mailha.net.checksum import internet_checksum, ones_complement_sum, pseudo_header
 from mailha.vrrp.packet import (
     VRRP_PROTOCOL,
     Advert,

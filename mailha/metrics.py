@@ -249,6 +249,10 @@ class Metrics:
             registry=r)
         self.check_overruns = Counter(
             "mailha_check_overruns", "Checks that overran their delay_loop slot", rs, registry=r)
+        self.local_watch_events = Counter(
+            "mailha_local_watch_events",
+            "local_watch reports: kind process (the master's pidfd) or listener (sock_diag), "
+            "event down or up", [*rs, "kind", "event"], registry=r)
         self.virtual_server_quorum_up = Gauge(
             "mailha_virtual_server_quorum_up", "1 while the pool has quorum", ["service"],
             registry=r)

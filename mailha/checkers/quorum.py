@@ -191,14 +191,16 @@ class VirtualServerHealth:
         self._pool = pool
         return HealthUpdate(next_delay, tuple(events), changed)
 
-    def set_watch(self, rs_index: int, down: bool, detail: str) -> HealthUpdate:
-        """The local process watched for real server ``rs_index`` died or came back.
+    def set_watch(self, rs_index: int, down: bool, detail: str,
+                  source: str = "process") -> HealthUpdate:
+        """Local watch ``source`` of real server ``rs_index`` saw it die or come back.
 
         A death takes the server out at once (its checks are reset to down); a return
-        only lifts the block, and the next successful check brings the server back.
+        only lifts that watch's block, and once no watch holds it the next successful
+        check brings the server back.
         """
         health = self.real_servers[rs_index]
-        verdict = health.set_watch(down)
+        verdict = health.set_watch(down, source)
         events: list[HealthEvent] = []
         if verdict is Verdict.DOWN:
             config = health.real_server

@@ -13,11 +13,12 @@ Rules, from keepalived's check_api.c/check_misc.c/check_tcp.c and ipwrapper.c:
   it starts up, so a restart does not empty a working pool). An alpha checker's first
   verdict is reported even when it only confirms "down", as keepalived does.
 * A real server is alive when all its checkers are up (with no checkers: always).
-* ``local_watch`` (mailha's own): while the watched local process (the node's Postfix
-  master) is gone, the server is down whatever its checks say, and every checker is
-  marked down; once the process is back, the server returns on its first successful
-  check, as after any failure. A result that was in flight when the process died
-  cannot bring it back.
+* ``local_watch`` (mailha's own): while a watch of the server says it is gone (the
+  ``process``: the node's Postfix master; the ``listener``: no socket listens on the
+  real server's address and port), the server is down whatever its checks say, and
+  every checker is marked down; once *every* watch says it is back, the server returns
+  on its first successful check, as after any failure. A result that was in flight
+  when it died cannot bring it back.
 * Its weight is the configured ``weight`` until a ``misc_dynamic`` MISC_CHECK says
   otherwise (exit status - 2); exit 0 of a dynamic checker leaves the weight alone.
 """
@@ -97,19 +98,24 @@ class RealServerUpdate:
 class RealServerHealth:
     """A real server's liveness and effective weight, from all of its checkers."""
 
-    __slots__ = ("checkers", "real_server", "watch_down", "weight")
+    __slots__ = ("checkers", "real_server", "watches_down", "weight")
 
     def __init__(self, real_server: RealServer) -> None:
         self.real_server = real_server
         self.checkers = tuple(CheckerHealth(c) for c in real_server.checkers)
         #: Configured weight, or the last misc_dynamic weight (unclamped, as keepalived).
         self.weight = real_server.weight
-        #: The watched local process is gone (``local_watch``).
-        self.watch_down = False
+        #: The ``local_watch`` watches (``"process"``, ``"listener"``) that say it is gone.
+        self.watches_down: frozenset[str] = frozenset()
+
+    @property
+    def watch_down(self) -> bool:
+        """A local watch holds the server out until it is back and a check passes."""
+        return bool(self.watches_down)
 
     @property
     def alive(self) -> bool:
-        return not self.watch_down and all(c.up for c in self.checkers)
+        return not self.watches_down and all(c.up for c in self.checkers)
 
     def carry_over(self, previous: RealServerHealth) -> bool:
         """Take over what ``previous`` knew, if it judged this server with the same checks.
@@ -126,15 +132,19 @@ class RealServerHealth:
         for mine, theirs in zip(self.checkers, previous.checkers, strict=True):
             mine.up, mine.has_run = theirs.up, theirs.has_run
             mine.retries, mine.last = theirs.retries, theirs.last
-        self.watch_down = previous.watch_down
+        if new.local_watch is not None:  # a watch no longer configured cannot lift its block
+            self.watches_down = previous.watches_down
         if old.weight == new.weight:
             self.weight = previous.weight  # keeps a misc_dynamic weight
         return True
 
-    def set_watch(self, down: bool) -> Verdict:
-        """The watched local process died (``down``) or runs again; returns the verdict."""
+    def set_watch(self, down: bool, source: str = "process") -> Verdict:
+        """Watch ``source`` saw the server die (``down``) or come back; returns the verdict."""
         was_alive = self.alive
-        self.watch_down = down
+        if down:
+            self.watches_down = self.watches_down | {source}
+        else:
+            self.watches_down = self.watches_down - {source}
         if down:
             for checker in self.checkers:
                 checker.up = False

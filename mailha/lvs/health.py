@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mailha.checkers.listenwatch import ListenerWatch
 from mailha.checkers.localwatch import ProcessWatch
 from mailha.checkers.quorum import (
     DesiredPool,
@@ -130,7 +131,12 @@ class HealthChecks:
     # ------------------------------------------------------------------ local watches
 
     async def _start_watches(self) -> None:
-        """``local_watch`` for every real server that is this node's own address."""
+        """``local_watch`` for every real server that is this node's own address.
+
+        Two watches per server: its master process (pidfd) and its listening socket
+        (sock_diag). Each holds the server out while it says "gone"; the server returns
+        once neither does and a check passes.
+        """
         wanted = [(svc, j, rs) for svc in self.health
                   for j, rs in enumerate(svc.virtual_server.real_servers)
                   if rs.local_watch is not None]
@@ -145,18 +151,36 @@ class HealthChecks:
         for svc, j, rs in wanted:
             if rs.ip not in local or rs.local_watch is None:
                 continue  # another node's real server: polled checks only
-            label = f"{rs_label(rs, svc.virtual_server)} of {svc.virtual_server.label}"
+            vs = svc.virtual_server
+            label = f"{rs_label(rs, vs)} of {vs.label}"
+            self._add_watch("process", ProcessWatch(
+                rs.local_watch, self._watch_callback(svc, j, "process")), label)
+            port = rs.port if rs.port is not None else vs.port
+            if port:
+                self._add_watch("listener", ListenerWatch(
+                    rs.ip, port, self._watch_callback(svc, j, "listener")), label)
+                log.info("local_watch: real server %s follows %s and its listening socket",
+                         label, rs.local_watch)
+            else:
+                log.info("local_watch: real server %s follows %s (no port to watch a "
+                         "listener on: a fwmark service)", label, rs.local_watch)
 
-            def on_change(alive: bool, detail: str, svc: VirtualServerHealth = svc,
-                          j: int = j) -> None:
-                self._on_update(svc, svc.set_watch(j, not alive, detail))
+    def _watch_callback(self, svc: VirtualServerHealth, j: int,
+                        kind: str) -> Callable[[bool, str], None]:
+        vs = svc.virtual_server
+        labels = (vs.label, rs_label(vs.real_servers[j], vs), kind)
 
-            watch = ProcessWatch(rs.local_watch, on_change)
-            self._watches.append(asyncio.create_task(
-                self._run_watch(watch, label), name=f"local watch {label}"))
-            log.info("local_watch: real server %s follows %s", label, rs.local_watch)
+        def on_change(alive: bool, detail: str) -> None:
+            self.metrics.local_watch_events.labels(*labels, "up" if alive else "down").inc()
+            self._on_update(svc, svc.set_watch(j, not alive, detail, kind))
 
-    async def _run_watch(self, watch: ProcessWatch, label: str) -> None:
+        return on_change
+
+    def _add_watch(self, kind: str, watch: ProcessWatch | ListenerWatch, label: str) -> None:
+        self._watches.append(asyncio.create_task(
+            self._run_watch(watch, f"{kind} of {label}"), name=f"local watch {kind} {label}"))
+
+    async def _run_watch(self, watch: ProcessWatch | ListenerWatch, label: str) -> None:
         while not self._stopping and not stop_requested():
             try:
                 await watch.run()

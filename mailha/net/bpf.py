@@ -18,6 +18,8 @@ source.  ``SKF_NET_OFF + n`` addresses byte ``n`` of the network header whatever
 data offset, which works for both (the Linux ``ld [x]`` negative-offset extension, in
 the kernel since 2.6).
 
+The same instructions serve other filters (:func:`mailha.net.sockdiag.listener_destroy_filter`).
+
 This module is pure: :func:`peer_source_filter` returns instructions, :func:`pack`
 turns them into ``struct sock_filter`` bytes.  Attaching (``SO_ATTACH_FILTER``) is the
 socket adapter's job (:mod:`mailha.net.vrrp_socket`).
@@ -44,6 +46,7 @@ __all__ = [
 
 # Classic BPF opcodes (linux/filter.h, linux/bpf_common.h): the few the filter uses.
 BPF_LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS: A = u32 at [k], big-endian
+BPF_LD_H_ABS = 0x28  # BPF_LD | BPF_H | BPF_ABS: A = u16 at [k], big-endian
 BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K: pc += (A == k) ? jt : jf
 BPF_RET_K = 0x06  # BPF_RET | BPF_K: return k (bytes of the packet to keep; 0 drops)
 

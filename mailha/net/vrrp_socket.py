@@ -38,7 +38,6 @@ mode ignoring unicast adverts) happens above, in the VRRP instance.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import logging
 import socket
@@ -49,7 +48,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from mailha.errors import MailhaError
 from mailha.ip import IPAddress
-from mailha.net import bpf
+from mailha.net import bpf, sockfilter
 from mailha.resource import AsyncResource
 
 __all__ = [
@@ -78,7 +77,6 @@ VRRP_TOS = 0xC0
 IP_PKTINFO = 8
 IP_MULTICAST_ALL = 49
 IPV6_MULTICAST_ALL = 29
-SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SO_RXQ_OVFL = 40
 
@@ -402,12 +400,8 @@ def _attach_peer_filter(sock: socket.socket, peers: tuple[IPAddress, ...]) -> bo
     """
     if not peers:
         return False
-    code = bpf.pack(bpf.peer_source_filter(peers))
-    buf = ctypes.create_string_buffer(code, len(code))
-    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
-    fprog = struct.pack("@HP", len(code) // 8, ctypes.addressof(buf))
     try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        sockfilter.attach(sock, bpf.peer_source_filter(peers))
     except OSError as exc:
         if exc.errno == errno.EPERM:
             raise

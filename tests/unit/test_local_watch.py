@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -66,6 +67,36 @@ def test_a_watch_saying_alive_changes_nothing_for_a_healthy_server() -> None:
     svc = _service()
     update = svc.set_watch(0, False, "runs")
     assert not update.pool_changed and not update.events and _weights(svc) == [1, 1]
+
+
+def test_process_and_listener_each_hold_the_server_until_both_are_back() -> None:
+    svc = _service()
+    # The listener closes (master.cf edited, postfix reload) while the master lives.
+    update = svc.set_watch(0, True, "no listening socket accepts 10.0.0.1:25", "listener")
+    assert update.pool_changed and _weights(svc) == [None, 1]
+    assert update.events[0].detail == "no listening socket accepts 10.0.0.1:25"
+    # Then the master dies too: already out, no second event.
+    update = svc.set_watch(0, True, "exited", "process")
+    assert not update.pool_changed and not update.events
+    # The master is back, the listener not yet: a passing check cannot bring it back.
+    svc.set_watch(0, False, "runs", "process")
+    assert not svc.record(0, 0, OK).pool_changed and _weights(svc) == [None, 1]
+    # The listener is back: the block is lifted, the next passing check returns it.
+    update = svc.set_watch(0, False, "a listener accepts 10.0.0.1:25", "listener")
+    assert not update.pool_changed and _weights(svc) == [None, 1]
+    assert svc.record(0, 0, OK).pool_changed and _weights(svc) == [1, 1]
+
+
+def test_a_reload_that_drops_local_watch_lifts_its_block() -> None:
+    """A watch no longer configured never reports again: its "down" must not stick."""
+    svc = _service()
+    svc.set_watch(0, True, "no listening socket", "listener")
+    vs = svc.virtual_server
+    unwatched = tuple(replace(rs, local_watch=None) for rs in vs.real_servers)
+    after = VirtualServerHealth(replace(vs, real_servers=unwatched), svc)
+    assert not after.real_servers[0].watch_down
+    kept = VirtualServerHealth(vs, svc)
+    assert kept.real_servers[0].watches_down == {"listener"}
 
 
 def test_read_pidfile(tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ def test_render_has_every_family_with_its_type() -> None:
         "mailha_check_failures": "counter",
         "mailha_check_duration_seconds": "histogram",
         "mailha_check_overruns": "counter",
+        "mailha_local_watch_events": "counter",
         "mailha_virtual_server_quorum_up": "gauge",
         "mailha_virtual_server_live_weight": "gauge",
         "mailha_virtual_server_sorry_active": "gauge",

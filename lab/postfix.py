@@ -456,6 +456,26 @@ class Postfix(AsyncResource):
         await self._wait_gone(pid, time_limit)
         netns.kill_group(pid)  # children the master did not take down with it
 
+    async def reload(self, config: PostfixConfig) -> None:
+        """Switch to ``config`` as ``postfix reload`` does: rewrite main.cf/master.cf, SIGHUP.
+
+        The master re-reads master.cf and stops a service whose line went away, closing
+        its listening socket, while the master itself lives on (what local_watch's
+        listener watch is for). Returns once the master has logged the reload.
+        """
+        pid = self.master_pid()
+        if pid is None:
+            raise PostfixError("not running", repr(self))
+        self.config = config
+        self.write_config()
+        before = self.log_text().count("reload --")
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 30.0
+        while self.log_text().count("reload --") <= before:
+            if time.monotonic() > deadline:
+                raise PostfixError("reload not logged", f"{self!r}: {self._log_tail()}")
+            await asyncio.sleep(0.05)
+
     async def abort(self) -> None:
         """Crash Postfix on purpose: SIGKILL the master and all its children at once.
 

@@ -12,6 +12,7 @@ sessions/s cost the watch.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from lab import netns
+from lab.postfix import lone_postfix
 from mailha.checkers.listenwatch import DiagSockets, ListenerWatch
 from mailha.ip import IPAddress
 
@@ -53,6 +55,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.reports: list[tuple[bool, str, float]] = []
+        self.taken = 0  # reports already returned by next()
         self.changed = asyncio.Event()
 
     def __call__(self, alive: bool, detail: str) -> None:
@@ -60,12 +63,13 @@ class Recorder:
         self.changed.set()
 
     async def next(self, limit: float = 5.0) -> tuple[bool, str, float]:
-        seen = len(self.reports)
+        """The first report not returned yet, waiting for it if need be."""
         async with asyncio.timeout(limit):
-            while len(self.reports) == seen:
+            while len(self.reports) == self.taken:
                 self.changed.clear()
                 await self.changed.wait()
-        return self.reports[seen]
+        self.taken += 1
+        return self.reports[self.taken - 1]
 
 
 def listener(ns: str, address: str, port: int = PORT, *, family: int = socket.AF_INET,
@@ -107,9 +111,8 @@ async def stop(task: asyncio.Task[None]) -> None:
 
 async def quiet(rec: Recorder, seconds: float = 0.3) -> None:
     """Give a wrong event time to arrive, then make sure none did."""
-    seen = len(rec.reports)
     await asyncio.sleep(seconds)
-    assert rec.reports[seen:] == []
+    assert rec.reports[rec.taken:] == []
 
 
 async def test_listener_close_reopen_and_sockets_that_do_not_count(ns: str) -> None:
@@ -282,3 +285,28 @@ async def test_fifty_sessions_a_second_cost_the_watch_nothing(ns: str) -> None:
     assert filtered["events"] == 0 and filtered["dumps"] == 0
     assert unfiltered["events"] >= unfiltered["sessions"]  # server and client sockets
     assert unfiltered["dumps"] == 0  # a session never looks like a listener's death
+
+
+@pytest.mark.slow
+async def test_real_postfix_reload_without_its_smtpd_listener() -> None:
+    """master.cf loses its ``smtp inet`` line and Postfix is reloaded: the master lives on,
+    the pidfd watch sees nothing, the listener watch reports the real server dead; the
+    line back and another reload bring it back. (A namespace of its own: ``mhLw-pf-*``.)"""
+    async with lone_postfix(PREFIX, "lw.example") as (name, postfix):
+        rec = Recorder()
+        watch = ListenerWatch(LOCAL, 25, rec, opener=opener_in(name))
+        task, alive = await started(watch, rec)
+        try:
+            assert alive
+            master = postfix.master_pid()
+            moved = dataclasses.replace(postfix.config, listen=("127.0.0.1:2526",))
+            reload_at = time.monotonic()
+            await postfix.reload(moved)
+            alive, detail, seen_at = await rec.next(30)
+            print(f"\nPostfix reloaded without smtp inet: reported dead "
+                  f"{(seen_at - reload_at) * 1000:.0f} ms after the SIGHUP ({detail})")
+            assert not alive and postfix.master_pid() == master
+            await postfix.reload(dataclasses.replace(moved, listen=("smtp",)))
+            assert (await rec.next(30))[0]
+        finally:
+            await stop(task)

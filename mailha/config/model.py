@@ -382,7 +382,8 @@ class RealServer:
     notify_down: ScriptCommand | None = None
     checkers: tuple[Checker, ...] = ()
     #: Pidfile of the server's master process, watched directly (pidfd) when the real
-    #: server is this node's own address: its death takes the server out at once.
+    #: server is this node's own address, together with its listening socket (sock_diag):
+    #: the master's death or the listener's close takes the server out at once.
     local_watch: Path | None = None
 
 

@@ -171,6 +171,9 @@ class HealthChecks:
         labels = (vs.label, rs_label(vs.real_servers[j], vs), kind)
 
         def on_change(alive: bool, detail: str) -> None:
+            # Logged per watch: after a SIGKILL the listener and the pidfd race, and only
+            # the first makes a "down" event; both causes belong in the log.
+            log.info("local_watch: %s %s of %s: %s", kind, labels[1], labels[0], detail)
             self.metrics.local_watch_events.labels(*labels, "up" if alive else "down").inc()
             self._on_update(svc, svc.set_watch(j, not alive, detail, kind))
 

@@ -96,15 +96,19 @@ def check_status(health: Sequence[VirtualServerHealth], last_results: LastResult
     for i, svc in enumerate(health):
         vs = svc.virtual_server
         for j, rs in enumerate(vs.real_servers):
+            held = svc.real_servers[j].watches_down
             for k, checker in enumerate(rs.checkers):
                 entry = last_results.get((i, j, k))
+                reason = entry[0].reason if entry else "not checked yet"
+                if held:  # a check may pass meanwhile: say why the server is out anyway
+                    reason = f"local_watch: {'+'.join(sorted(held))} gone (last check: {reason})"
                 checks.append({
                     "service": vs.label,
                     "real_server": rs_label(rs, vs),
                     "checker": checker.kind,
                     "drained": is_drained(rs, vs),
                     "up": bool(svc.real_servers[j].alive),
-                    "reason": entry[0].reason if entry else "not checked yet",
+                    "reason": reason,
                     "age": round(now - entry[1], 1) if entry else None,
                 })
     return checks

@@ -99,3 +99,24 @@ port = 25
         ("TCP_CHECK", "not checked yet", None, True),
         ("SMTP_CHECK", "connect_refused", 5.0, True),
     ]
+
+
+def test_check_status_names_the_local_watch_that_holds_a_server_out(tmp_path: Path) -> None:
+    config = loads(f"""
+[global]
+router_id = "t"
+[control]
+socket = "{tmp_path}/m.sock"
+[[virtual_server]]
+ip = "10.96.0.1"
+port = 25
+[[virtual_server.real_server]]
+ip = "10.96.0.11"
+local_watch = true
+[[virtual_server.real_server.SMTP_CHECK]]
+""", tmp_path / "m.toml")
+    health = [VirtualServerHealth(vs) for vs in config.virtual_servers]
+    health[0].set_watch(0, True, "no listening socket accepts 10.96.0.11:25", "listener")
+    ok = CheckResult(True, "ok", duration=0.01)
+    (row,) = check_status(health, {(0, 0, 0): (ok, 99.0)}, lambda rs, vs: False, now=100.0)
+    assert (row["up"], row["reason"]) == (False, "local_watch: listener gone (last check: ok)")

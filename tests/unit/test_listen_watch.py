@@ -2,7 +2,7 @@
 
 The fake kernel sits on the other ends of two datagram socketpairs standing in for the
 netlink sockets: it answers each dump request with the listeners the test says exist
-and pushes destroy events. The real kernel is tests/netns/test_listen_watch.py's.
+and pushes destroy events. The real kernel is tests/netns/test_listen_watch_sockets.py's.
 """
 
 from __future__ import annotations

@@ -33,3 +33,12 @@ def test_sample_check_error_is_what_mailha_check_prints(
     assert main(["check", "config/node1.toml"]) == 1
     assert capsys.readouterr().out.splitlines() == [
         sample, "1 file checked: 1 error, 0 warnings"]
+
+
+def test_test_files_have_unique_basenames() -> None:
+    """pytest imports test files by basename (rootdir conftest, no packages): two tiers
+    with the same file name stop the whole collection ("import file mismatch"), which
+    a run of one tier alone never shows."""
+    root = Path(__file__).resolve().parents[1]
+    names = [p.name for p in root.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

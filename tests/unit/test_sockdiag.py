@@ -1,6 +1,6 @@
 """sock_diag wire layer and the listener rule: captured kernel messages, constructed ones,
 the BPF destroy filter and the inet_diag bytecode run by small interpreters of the
-kernel's semantics. The real kernel runs the same in tests/netns/test_listen_watch.py.
+kernel's semantics. The real kernel runs the same in tests/netns/test_listen_watch_sockets.py.
 """
 
 from __future__ import annotations

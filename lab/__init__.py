@@ -9,8 +9,11 @@ a crashed (SIGKILLed) run left behind.
 
 Modules: ``netns`` (namespaces, links, processes, in-process setns), ``topology``
 (``SeedTopology``), ``postfix`` (``Postfix``, ``SmtpSink``), ``keepalived``,
-``smtpload`` (``smtp_source``, ``send_messages``, ``OutageProbe``) and ``seedlab``
-(``SeedLab``: all of it for the seed scenario in one ``async with``).
+``smtpload`` (``smtp_source``, ``send_messages``, ``OutageProbe``), ``seedlab``
+(``SeedLab``: all of it for the seed scenario in one ``async with``) and, for the
+scale-out mode (issue 12), ``bgp`` (``BgpLab``: router, directors, real servers and
+client, BIRD everywhere), ``routewatch`` (the router's FIB, time-stamped) and
+``smtpflows`` (short sessions and slow DATA transfers from many source addresses).
 
 Used by the integration tests, the benchmarks in ``bench/`` and ``mailha demo``.
 """

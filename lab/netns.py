@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import ipaddress
 import itertools
 import json
@@ -69,6 +70,7 @@ __all__ = [
     "netns_pids",
     "ping",
     "run",
+    "set_link_up",
     "socket_in",
     "spawn",
     "sysctl",
@@ -531,6 +533,25 @@ def sysctl(netns: str | None, key: str, value: str | int) -> None:
     else:
         with entered(netns):
             write()
+
+
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_IFREQ_FLAGS = struct.Struct("16sH")
+
+
+def set_link_up(netns: str | None, ifname: str, up: bool) -> None:
+    """Set a link administratively up or down, in-process (``SIOCSIFFLAGS`` on a socket
+    of the namespace): no ``ip`` process between the caller's time stamp and the change,
+    for tests that time what follows a link cut."""
+    name = check_ifname(ifname).encode()
+    with socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            flags = _IFREQ_FLAGS.unpack(
+                fcntl.ioctl(sock, _SIOCGIFFLAGS, _IFREQ_FLAGS.pack(name, 0)))[1]
+            flags = flags | _IFF_UP if up else flags & ~_IFF_UP
+            fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name, flags))
+        except OSError as exc:
+            raise NetnsError("cannot set link", f"{ifname} in {netns}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------ ping

@@ -74,7 +74,7 @@ __all__ = [
     "bgp_spec",
     "director_mailha_config",
     "ipvs_rules",
-    "parse_service_connections",
+    "parse_connection_clients",
 ]
 
 IPv4 = ipaddress.IPv4Address
@@ -195,17 +195,16 @@ def ipvs_rules(vip: IPv4, real_servers: list[IPv4], *, sched: str, flags: tuple[
     return "\n".join([head, *rows]) + "\n"
 
 
-_SERVICE_RE = re.compile(r"(TCP|UDP|SCTP)\s+(\S+)\s+(\d+)\s")
-
-
-def parse_service_connections(text: str, service: str) -> int:
-    """The Conns column of ``service`` (``10.12.49.37:25``) in ``ipvsadm -Ln --stats
-    --exact`` output: connections the director scheduled since the service was added."""
+def parse_connection_clients(text: str, service: str) -> frozenset[tuple[IPv4, int]]:
+    """The client ends (address, port) of ``service``'s entries in ``ipvsadm -Lnc``
+    output (``TCP 01:59  FIN_WAIT  10.12.60.100:51234 10.12.49.37:25  10.12.50.21:25``)."""
+    clients: set[tuple[IPv4, int]] = set()
     for line in text.splitlines():
-        match = _SERVICE_RE.match(line)
-        if match and match.group(2) == service:
-            return int(match.group(3))
-    raise NetnsError("no such IPVS service", f"{service} in: {text.strip()[:300]}")
+        fields = line.split()
+        if len(fields) == 6 and fields[0] in ("TCP", "UDP", "SCTP") and fields[4] == service:
+            address, _, port = fields[3].rpartition(":")
+            clients.add((IPv4(address), int(port)))
+    return frozenset(clients)
 
 
 @dataclass(frozen=True)
@@ -300,6 +299,8 @@ class BgpLab(AsyncResource):
         self.birds: dict[str, BirdDaemon] = {}
         self.sinks: dict[str, SmtpSink] = {}
         self.mailha: dict[str, Process] = {}
+        #: When each director's mailha had imported its modules (``time.monotonic()``).
+        self.imported_at: dict[str, float] = {}
 
     # -- names ------------------------------------------------------------------------
 
@@ -463,9 +464,22 @@ class BgpLab(AsyncResource):
             include_file=self.include_file(director)))
         return path
 
+    async def compile_mailha(self) -> None:
+        """Import ``mailha serve``'s modules once with bytecode writing on, so the
+        directors' processes load compiled code, as an installed mailha does (pip and
+        dpkg compile at install). A checkout run under PYTHONDONTWRITEBYTECODE otherwise
+        recompiles every module in every process: seconds under the emulated VM."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        await netns.run([self.python, "-c", "import mailha.daemon"], env=env, time_limit=300)
+
     async def start_mailha(self, director: str, *, time_limit: float = 120.0,
                            log_level: str = "info") -> Process:
-        """Start ``mailha serve`` in the director's namespace and wait until it runs."""
+        """Start ``mailha serve`` in the director's namespace and wait until it runs.
+
+        It runs as ``python -m mailha serve`` does (``mailha.cli.main``), behind one
+        line that prints when its modules are imported (:attr:`imported_at`): the
+        start figures can then tell the interpreter's loading from mailha's own work.
+        """
         if self.options.announce != "mailha":
             raise NetnsError("manual lab", "mailha announces only with announce='mailha'")
         if director in self.mailha and self.mailha[director].running:
@@ -474,18 +488,20 @@ class BgpLab(AsyncResource):
         log = self.mailha_log(director)
         offset = log.stat().st_size if log.exists() else 0
         proc = await self.topo.spawn(
-            director, [self.python, "-m", "mailha", "serve", str(config),
-                       "--log-level", log_level], log)
+            director, [self.python, "-c", _SERVE_STAMPED, str(config), log_level], log)
         self.mailha[director] = proc
         loop = asyncio.get_running_loop()
         deadline = loop.time() + time_limit
-        while " running with " not in _read_from(log, offset):
+        while " running with " not in (text := _read_from(log, offset)):
             if not proc.running:
                 raise NetnsError("mailha exited", f"{director}: exit {proc.returncode}: "
-                                 f"{_read_from(log, offset)[-2000:]}")
+                                 f"{text[-2000:]}")
             if loop.time() > deadline:
                 raise NetnsError("mailha did not start", f"{director} in {time_limit:g}s")
             await asyncio.sleep(0.05)
+        stamp = _IMPORTED_RE.search(text)
+        if stamp is not None:
+            self.imported_at[director] = float(stamp.group(1))
         return proc
 
     def kill_mailha(self, director: str) -> None:
@@ -508,14 +524,27 @@ class BgpLab(AsyncResource):
 
     # -- IPVS ---------------------------------------------------------------------------
 
-    async def ipvs_connections(self, director: str) -> int:
-        """Connections the director's IPVS scheduled for the VIP's service so far."""
-        out = await self.topo.exec(director, ["ipvsadm", "-Ln", "--stats", "--exact"],
-                                   time_limit=60)
-        return parse_service_connections(out.stdout, f"{VIP}:{SMTP_PORT}")
+    async def ipvs_clients(self, director: str) -> frozenset[tuple[IPv4, int]]:
+        """The clients (address, port) in the director's IPVS connection table for the
+        VIP: which flows the director scheduled or took over. Exact and immediate, unlike
+        the service counters of ``--stats``, which the kernel's estimator folds in only
+        every 2 s."""
+        out = await self.topo.exec(director, ["ipvsadm", "-Lnc"], time_limit=60)
+        return parse_connection_clients(out.stdout, f"{VIP}:{SMTP_PORT}")
 
     async def ipvs_table(self, director: str) -> str:
         return (await self.topo.exec(director, ["ipvsadm", "-Ln"], time_limit=60)).stdout
+
+
+#: ``python -m mailha serve CONFIG --log-level LEVEL``, stamping the end of the imports.
+_SERVE_STAMPED = (
+    "import sys, time\n"
+    "import mailha.daemon\n"
+    "print(f'mailha modules imported at {time.monotonic():.6f}', flush=True)\n"
+    "from mailha.cli import main\n"
+    "sys.exit(main(['serve', sys.argv[1], '--log-level', sys.argv[2]]))\n"
+)
+_IMPORTED_RE = re.compile(r"mailha modules imported at (\d+\.\d+)")
 
 
 def _read_from(path: Path, offset: int) -> str:

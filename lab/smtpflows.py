@@ -19,22 +19,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from lab.errors import LoadError
 from lab.netns import socket_in
 
-__all__ = ["Flow", "SmtpReply", "parse_reply", "run_flows", "slow_transfer", "smtp_session"]
+__all__ = [
+    "Flow",
+    "SmtpReply",
+    "paced_flows",
+    "parse_reply",
+    "run_flows",
+    "slow_transfer",
+    "smtp_session",
+]
 
 IPv4 = ipaddress.IPv4Address
+IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h; socket.IP_BIND_ADDRESS_NO_PORT from 3.12 on
 
 
 @dataclass(frozen=True)
 class Flow:
-    """One client session: from where, when (``time.monotonic()``), which real server
-    greeted it (the banner's host), whether it got the reply it needed, and the error."""
+    """One client session: from where (address and port: a director's IPVS connection
+    table names the flow by them), when (``time.monotonic()``), which real server greeted
+    it (the banner's host), whether it got the reply it needed, and the error."""
 
     source: IPv4
     started: float
@@ -42,6 +54,7 @@ class Flow:
     ok: bool
     server: str = ""
     error: str = ""
+    port: int = 0  # the client's port (0: no connection was made)
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,11 @@ async def _open(netns: str | None, source: IPv4, host: str, port: int) -> _Dialo
     loop = asyncio.get_running_loop()
     sock = socket_in(netns)
     try:
+        # The port is chosen at connect time, from the whole 4-tuple: bound with port 0
+        # alone the kernel hands the same port out again as soon as a session closed, and
+        # IPVS then takes the new session for the old one (no new scheduling, nothing
+        # counted): with 8 sessions per address, a quarter of them in a first run.
+        sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         sock.bind((str(source), 0))
         await loop.sock_connect(sock, (host, port))
         reader, writer = await asyncio.open_connection(sock=sock)
@@ -118,10 +136,12 @@ async def _flow(
 ) -> Flow:
     started = time.monotonic()
     server = ""
+    local_port = 0
     conn: _Dialogue | None = None
     try:
         async with asyncio.timeout(time_limit):
             conn = await _open(netns, source, host, port)
+            local_port = int(conn.writer.get_extra_info("sockname")[1])
             banner = await conn.expect(None, 220)
             server = banner.text.split(" ", 1)[0]
             await dialogue(conn)
@@ -129,11 +149,11 @@ async def _flow(
                 await conn.expect(b"QUIT", 221)
     except (OSError, ConnectionError, TimeoutError, _Refused) as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return Flow(source, started, time.monotonic(), False, server, error)
+        return Flow(source, started, time.monotonic(), False, server, error, local_port)
     finally:
         if conn is not None:
             conn.writer.close()
-    return Flow(source, started, time.monotonic(), True, server)
+    return Flow(source, started, time.monotonic(), True, server, port=local_port)
 
 
 async def smtp_session(
@@ -193,3 +213,21 @@ async def run_flows(
             return await make(i)
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def paced_flows(
+    make: Callable[[int], Coroutine[Any, Any, Flow]], *, interval: float, stop: asyncio.Event,
+) -> list[Flow]:
+    """Start ``make(i)`` every ``interval`` seconds until ``stop`` is set, then wait for
+    the flows in flight; all of them in the order they started. Started on a schedule,
+    not one after the other, so a hung flow does not stop new ones (new sessions arriving
+    through a withdrawal is what this probes)."""
+    if interval <= 0:
+        raise LoadError("invalid pace", f"interval={interval}")
+    tasks: list[asyncio.Task[Flow]] = []
+    while not stop.is_set():
+        tasks.append(asyncio.create_task(make(len(tasks))))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await stop.wait()
+    return list(await asyncio.gather(*tasks))

@@ -18,7 +18,7 @@ from lab.bgp import (
     BgpTopology,
     director_mailha_config,
     ipvs_rules,
-    parse_service_connections,
+    parse_connection_clients,
 )
 from lab.errors import NetnsError
 from lab.routewatch import (
@@ -120,18 +120,17 @@ def test_ipvs_rules_keep_the_real_servers_order() -> None:
     ]
 
 
-def test_service_connections_from_ipvsadm_stats() -> None:
+def test_connection_clients_from_ipvsadm_lnc() -> None:
     text = (
-        "IP Virtual Server version 1.2.1 (size=4096)\n"
-        "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n"
-        "  -> RemoteAddress:Port\n"
-        "TCP  10.12.49.38:25                    7       70        0     1000        0\n"
-        "TCP  10.12.49.37:25                  196     1960        0    90000        0\n"
-        "  -> 10.12.50.21:25                   60      600        0    30000        0\n"
+        "IPVS connection entries\n"
+        "pro expire state       source             virtual            destination\n"
+        "TCP 01:59  FIN_WAIT    10.12.60.100:51234 10.12.49.37:25     10.12.50.21:25\n"
+        "TCP 14:59  ESTABLISHED 10.12.60.101:40000 10.12.49.37:25     10.12.50.23:25\n"
+        "TCP 00:09  CLOSE       10.12.60.102:40001 10.12.49.38:25     10.12.50.23:25\n"
     )
-    assert parse_service_connections(text, "10.12.49.37:25") == 196
-    with pytest.raises(NetnsError, match="no such IPVS service"):
-        parse_service_connections(text, "10.12.49.39:25")
+    assert parse_connection_clients(text, "10.12.49.37:25") == {
+        (IP("10.12.60.100"), 51234), (IP("10.12.60.101"), 40000)}
+    assert parse_connection_clients("", "10.12.49.37:25") == frozenset()
 
 
 def test_director_config_announces_by_bgp_over_the_three_real_servers(tmp_path: Path) -> None:

@@ -67,11 +67,13 @@ from mailha.resource import AsyncResource
 from mailha.tomlfmt import TomlValue
 
 __all__ = [
+    "WITHDRAWAL_CAUSES",
     "BgpLab",
     "BgpLabOptions",
     "BgpSpec",
     "BgpTopology",
     "bgp_spec",
+    "check_port",
     "director_mailha_config",
     "ipvs_rules",
     "parse_connection_clients",
@@ -195,6 +197,20 @@ def ipvs_rules(vip: IPv4, real_servers: list[IPv4], *, sched: str, flags: tuple[
     return "\n".join([head, *rows]) + "\n"
 
 
+#: The ways a director stops being announced that the issue's tests 3 and 4 time.
+WITHDRAWAL_CAUSES = ("unready", "drained", "link cut", "BIRD killed", "mailha killed")
+#: Each director checks the real servers on a port of its own (d1 2501, d2 2502), served
+#: by an smtp-sink per real server and director beside the one on port 25 that takes the
+#: traffic: stopping a director's check listeners fails its checks, in-process and at
+#: once, while the real servers keep serving (a firewall rule would need an ``nft``
+#: process between the time stamp and the event: seconds in a loaded VM).
+CHECK_PORT_BASE = 2500
+
+
+def check_port(director: str) -> int:
+    return CHECK_PORT_BASE + DIRECTORS.index(director) + 1
+
+
 def parse_connection_clients(text: str, service: str) -> frozenset[tuple[IPv4, int]]:
     """The client ends (address, port) of ``service``'s entries in ``ipvsadm -Lnc``
     output (``TCP 01:59  FIN_WAIT  10.12.60.100:51234 10.12.49.37:25  10.12.50.21:25``)."""
@@ -239,9 +255,10 @@ def director_mailha_config(
     """The TOML of ``mailha serve`` on one director: the VIP's SMTP service announced by
     BGP over the three real servers, direct routing, Maglev hashing."""
     workdir = topo.node_dir(director)
+    check = InlineTable(helo_name=f"{director}.check.lab.test",
+                        connect_port=check_port(director))
     real_servers: list[TomlValue] = [
-        {"ip": str(topo.address(rs)), "port": SMTP_PORT, "weight": 1,
-         "SMTP_CHECK": [InlineTable(helo_name=f"{director}.check.lab.test")]}
+        {"ip": str(topo.address(rs)), "port": SMTP_PORT, "weight": 1, "SMTP_CHECK": [check]}
         for rs in REAL_SERVERS
     ]
     service: dict[str, TomlValue] = {
@@ -298,6 +315,8 @@ class BgpLab(AsyncResource):
         self.real_servers = REAL_SERVERS
         self.birds: dict[str, BirdDaemon] = {}
         self.sinks: dict[str, SmtpSink] = {}
+        #: (director, real server): the listener of that director's checks.
+        self.check_sinks: dict[tuple[str, str], SmtpSink] = {}
         self.mailha: dict[str, Process] = {}
         #: When each director's mailha had imported its modules (``time.monotonic()``).
         self.imported_at: dict[str, float] = {}
@@ -374,8 +393,14 @@ class BgpLab(AsyncResource):
         for rs in REAL_SERVERS:
             self.sinks[rs] = SmtpSink(topo.node_dir(rs) / "sink.log", netns=topo.netns(rs),
                                       hostname=f"{rs}.lab.test", backlog=512)
-        await asyncio.gather(*(b.start() for b in self.birds.values()),
-                             *(s.start() for s in self.sinks.values()))
+            if opts.announce == "mailha":
+                for d in DIRECTORS:
+                    self.check_sinks[d, rs] = SmtpSink(
+                        topo.node_dir(rs) / f"check-{d}.log", netns=topo.netns(rs),
+                        listen=f"0.0.0.0:{check_port(d)}", hostname=f"{rs}.lab.test")
+        await asyncio.gather(*(self._start_bird(n) for n in self.birds),
+                             *(s.start() for s in self.sinks.values()),
+                             *(s.start() for s in self.check_sinks.values()))
         await self.wait_established(DIRECTORS)
 
     async def _manual_director(self, d: str) -> None:
@@ -401,6 +426,7 @@ class BgpLab(AsyncResource):
             for d in list(self.mailha):
                 await self.stop_mailha(d)
             await asyncio.gather(*(s.stop() for s in self.sinks.values()),
+                                 *(s.stop() for s in self.check_sinks.values()),
                                  *(b.stop() for b in self.birds.values()),
                                  return_exceptions=True)
         finally:
@@ -449,10 +475,62 @@ class BgpLab(AsyncResource):
     def kill_bird(self, director: str) -> None:
         self.birds[director].kill()
 
-    async def restart_bird(self, director: str) -> None:
-        bird = self.birds[director]
-        await bird.stop()
+    async def _start_bird(self, node: str) -> None:
+        """Start a node's BIRD at nice -10: BFD at 100 ms x 3 declares a peer dead after
+        300 ms without its packets, and a BIRD that waits that long for a CPU behind
+        mailha's checks and the load (the emulated VM, or any CPU-bound host) takes its
+        own sessions down. Routers run BFD ahead of everything else for that reason."""
+        bird = self.birds[node]
         await bird.start()
+        assert bird.process is not None
+        os.setpriority(os.PRIO_PROCESS, bird.process.pid, -10)
+
+    async def restart_bird(self, director: str) -> None:
+        await self.birds[director].stop()
+        await self._start_bird(director)
+
+    async def withdraw(self, director: str, cause: str) -> None:
+        """Make ``director`` stop being announced, in one of the issue's ways
+        (:data:`WITHDRAWAL_CAUSES`); the caller stamps the time just before. Each is
+        caused in-process (a signal, an ioctl, the control socket), no process start in
+        between: ``unready`` stops the director's check listeners (:func:`check_port`),
+        so its checks of all three real servers are refused."""
+        if cause == "unready":  # SIGTERM to its check listeners, sent before any await
+            await asyncio.gather(*(self.check_sinks[director, rs].stop()
+                                   for rs in REAL_SERVERS))
+        elif cause == "drained":
+            reply = await self.control(director, "drain", target="director", wait=0)
+            if not reply.get("ok"):
+                raise NetnsError("drain refused", f"{director}: {reply}")
+        elif cause == "link cut":
+            self.cut_link(director)
+        elif cause == "BIRD killed":
+            self.kill_bird(director)
+        elif cause == "mailha killed":
+            self.kill_mailha(director)
+        else:
+            raise NetnsError("unknown withdrawal cause", f"{cause!r} (one of "
+                             f"{', '.join(WITHDRAWAL_CAUSES)})")
+
+    async def restore(self, director: str, cause: str) -> None:
+        """Undo :meth:`withdraw`: the director becomes able to announce again (whether it
+        does, and when, is for the caller to watch)."""
+        if cause == "unready":
+            await asyncio.gather(*(self.check_sinks[director, rs].start()
+                                   for rs in REAL_SERVERS))
+        elif cause == "drained":
+            reply = await self.control(director, "undrain", target="director")
+            if not reply.get("ok"):
+                raise NetnsError("undrain refused", f"{director}: {reply}")
+        elif cause == "link cut":
+            self.cut_link(director, up=True)
+        elif cause == "BIRD killed":
+            await self.restart_bird(director)
+        elif cause == "mailha killed":
+            await self.stop_mailha(director)
+            await self.start_mailha(director)
+        else:
+            raise NetnsError("unknown withdrawal cause", repr(cause))
 
     # -- mailha -------------------------------------------------------------------------
 

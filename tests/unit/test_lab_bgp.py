@@ -16,6 +16,7 @@ from lab.bgp import (
     VIP,
     BgpLabOptions,
     BgpTopology,
+    check_port,
     director_mailha_config,
     ipvs_rules,
     parse_connection_clients,
@@ -146,6 +147,9 @@ def test_director_config_announces_by_bgp_over_the_three_real_servers(tmp_path: 
     assert (vs["announce"], vs["lvs_sched"], vs["lvs_method"]) == ("bgp", "mh", "DR")
     assert vs["sched_flags"] == ["mh-port", "mh-fallback"]
     assert [rs["ip"] for rs in vs["real_server"]] == ["10.12.50.21", "10.12.50.22", "10.12.50.23"]
+    # d2 checks on a port of its own, so d1's checks can fail alone
+    assert {rs["SMTP_CHECK"][0]["connect_port"] for rs in vs["real_server"]} == {check_port("d2")}
+    assert check_port("d1") != check_port("d2")
     with pytest.raises(NetnsError, match="announce"):
         BgpLabOptions(announce="vrrp")
 

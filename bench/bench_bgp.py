@@ -15,7 +15,8 @@ smtp-sinks and a client behind the router.
    session, ``--parallel`` at a time, to VIP:25, with both directors announced, then with
    d1 drained (``mailha drain director``: every session through d2), alternating, each
    ``--reps`` times after a warm-up. Sessions/s = messages / elapsed; each director's
-   share is counted in its IPVS connection table.
+   share is counted in its IPVS connection table (client ports new to it in the run: a
+   port smtp-source reuses while the kernel still holds its entry is not counted twice).
 2. Withdrawal: for each cause (d1 unready because its checks fail, drained, its link cut,
    its BIRD SIGKILLed, its mailha SIGKILLed), ``--withdrawals`` times: the time from the
    event (stamped just before it is caused) to the router's kernel FIB losing d1's next
@@ -174,8 +175,8 @@ async def run(args: argparse.Namespace) -> int:
                 await bench.set_mode(mode)
                 runs.append(await bench.throughput(mode, args.sessions, args.parallel))
                 r = runs[-1]
-                print(f"  {mode}: {r.rate:.1f} sessions/s (d1 {r.split[0]}, d2 {r.split[1]})",
-                      flush=True)
+                print(f"  {mode}: {r.rate:.1f} sessions/s (d1's share "
+                      f"{100 * r.split[0] / max(1, sum(r.split)):.1f} %)", flush=True)
         await bench.set_mode("two directors")
 
         withdrawals: list[Withdrawal] = []

@@ -378,7 +378,8 @@ class BgpLab(AsyncResource):
         self.birds[ROUTER] = BirdDaemon(topo.netns(ROUTER), topo.node_dir(ROUTER) / "bird",
                                         router_conf(
             str(self.address(ROUTER)), ROUTER_AS,
-            [(d, str(self.address(d)), DIRECTOR_AS) for d in DIRECTORS], bfd=True))
+            [(d, str(self.address(d)), DIRECTOR_AS) for d in DIRECTORS], bfd=True,
+            trace=True))
         for d in DIRECTORS:
             include = self.include_file(d)
             if opts.announce == "manual":
@@ -389,7 +390,7 @@ class BgpLab(AsyncResource):
                 include.write_text("")  # BIRD refuses a missing include; mailha fills it
             self.birds[d] = BirdDaemon(topo.netns(d), topo.node_dir(d) / "bird", director_conf(
                 str(self.address(d)), DIRECTOR_AS, str(self.address(ROUTER)), ROUTER_AS,
-                include, prefix=PROTOCOL_PREFIX, bfd=True))
+                include, prefix=PROTOCOL_PREFIX, bfd=True, trace=True))
         for rs in REAL_SERVERS:
             self.sinks[rs] = SmtpSink(topo.node_dir(rs) / "sink.log", netns=topo.netns(rs),
                                       hostname=f"{rs}.lab.test", backlog=512)
@@ -541,6 +542,16 @@ class BgpLab(AsyncResource):
             self.topo, director, self.options, bird_socket=bird.socket,
             include_file=self.include_file(director)))
         return path
+
+    def session_events(self, node: str) -> list[str]:
+        """The lines of a BIRD's log about sessions going down or up (its trace)."""
+        try:
+            text = self.birds[node].log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        keys = ("bfd1: Session", "BFD session", "Error", "State changed to up",
+                "State changed to down", "Hold timer")
+        return [line for line in text.splitlines() if any(k in line for k in keys)]
 
     async def compile_mailha(self) -> None:
         """Import ``mailha serve``'s modules once with bytecode writing on, so the

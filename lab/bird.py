@@ -31,12 +31,18 @@ _TIMERS = """    hold time 3; keepalive time 1; connect delay time 1; connect re
     error wait time 1, 5; error forget time 10;"""
 
 
+#: ``trace=True``: protocol state changes and events in the log, time-stamped (why a
+#: session went down: "BFD session down", "Hold timer expired", ...).
+_TRACE = 'debug protocols { states, events };\ntimeformat log "%T.%3f";'
+
+
 def router_conf(router_id: str, asn: int, peers: Sequence[tuple[str, str, int]],
-                *, bfd: bool = False) -> str:
+                *, bfd: bool = False, trace: bool = False) -> str:
     """A router learning routes from ``peers`` [(name, address, asn)] and installing
     every equal path in its kernel table (``merge paths``)."""
     lines = [
         "log stderr all;",
+        *([_TRACE] if trace else []),
         f"router id {router_id};",
         "protocol device { scan time 1000; }",
         "protocol kernel { ipv4 { import none; export all; }; merge paths on; }",
@@ -53,10 +59,11 @@ def router_conf(router_id: str, asn: int, peers: Sequence[tuple[str, str, int]],
 
 
 def director_conf(router_id: str, asn: int, router: str, router_as: int, include: Path,
-                  *, prefix: str = "mailha_", bfd: bool = False) -> str:
+                  *, prefix: str = "mailha_", bfd: bool = False, trace: bool = False) -> str:
     """A director: mailha's include file, and one BGP session exporting its routes only."""
     lines = [
         "log stderr all;",
+        *([_TRACE] if trace else []),
         f"router id {router_id};",
         "protocol device { scan time 1000; }",
         f'include "{include}";',

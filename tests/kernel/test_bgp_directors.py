@@ -38,6 +38,7 @@ from lab import netns
 from lab.bgp import BgpLab, BgpLabOptions
 from lab.routewatch import RouteWatcher
 from lab.smtpflows import Flow, paced_flows, run_flows, slow_transfer, smtp_session
+from lab.stalls import StallMeter
 
 pytestmark = [pytest.mark.kernel, pytest.mark.root, pytest.mark.slow,
               pytest.mark.asyncio(loop_scope="module")]
@@ -55,12 +56,22 @@ EMULATED = os.environ.get("MAILHA_IN_VM") == "1" and os.environ.get("MAILHA_VM_A
 class Lab:
     lab: BgpLab
     fib: RouteWatcher
+    stalls: StallMeter
     started: dict[str, float] = field(default_factory=dict)  # figures of the start
     d1: ipaddress.IPv4Address = field(init=False)
     d2: ipaddress.IPv4Address = field(init=False)
 
     def __post_init__(self) -> None:
         self.d1, self.d2 = (self.lab.address(d) for d in self.lab.directors)
+
+    def environment(self, start: float, end: float) -> str:
+        """What the machine did between ``start`` and ``end``: for the message of a
+        failure a flap may explain (the router's BFD expiring sessions no test touched
+        because the VM did not run for 300 ms, see lab/stalls.py)."""
+        worst = self.stalls.worst(start, end)
+        stall = f"{worst.seconds * 1000:.0f} ms at {worst.at - start:.2f} s" if worst else "none"
+        return (f"longest stall of this process: {stall}; router's BIRD: "
+                f"{self.lab.session_events('rt')[-8:]}")
 
     @property
     def both(self) -> frozenset[ipaddress.IPv4Address]:
@@ -85,8 +96,9 @@ class Lab:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def bgp() -> AsyncIterator[Lab]:
     options = BgpLabOptions(announce="mailha")
-    async with BgpLab(PREFIX, options) as lab, lab.watch_fib() as fib:
-        state = Lab(lab, fib)
+    async with BgpLab(PREFIX, options) as lab, lab.watch_fib() as fib, \
+            StallMeter() as stalls:
+        state = Lab(lab, fib, stalls)
         assert fib.nexthops == frozenset(), "nothing announces before mailha runs"
         await lab.compile_mailha()
         t0 = time.monotonic()
@@ -103,6 +115,11 @@ async def bgp() -> AsyncIterator[Lab]:
             print("router FIB history (s from the start: next hops): " + "; ".join(
                 f"{c.at - t0:.3f}: {','.join(sorted(str(h)[-2:] for h in c.nexthops)) or '-'}"
                 for c in fib.changes))
+            worst = stalls.worst(t0, time.monotonic())
+            print(f"stalls of over 100 ms in this process: {len(stalls.stalls)}, the longest "
+                  f"{worst.seconds * 1000 if worst else 0:.0f} ms")
+            print("--- router's BIRD, session events\n" + "\n".join(
+                lab.session_events("rt")[-60:]))
             for d in lab.directors:
                 tail = lab.mailha_log(d).read_text(errors="replace")[-3000:]
                 print(f"--- mailha log tail, {d}\n{tail}")
@@ -146,7 +163,8 @@ async def test_2_400_sessions_spread_50_50_within_15_points(bgp: Lab) -> None:
         f"{d} {len(carried[d])} ({_pct(len(carried[d]), len(flows)):.1f} %)"
         for d in lab.directors) + f"; by real server: {dict(sorted(servers.items()))}")
     failed = [f for f in flows if not f.ok]
-    assert not flaps, f"the router's route changed during the run (a BGP/BFD flap): {flaps}"
+    assert not flaps, (f"the router's route changed during the run (a BGP/BFD flap): {flaps}; "
+                       f"{bgp.environment(t0, time.monotonic())}")
     assert not failed, failed[:5]
     assert not carried["d1"] & carried["d2"]
     assert len(carried["d1"]) + len(carried["d2"]) == 400  # every flow found in one table
@@ -213,7 +231,7 @@ async def test_3a_drained_director_is_withdrawn_within_1_5s_and_no_session_fails
     assert run.took <= BOUND_UNREADY
     # A drained director keeps its IPVS table: the flows the router moves to d2 (and back
     # at the undrain) meet the same Maglev table there and go on (sloppy_tcp).
-    assert not failed, failed[:5]
+    assert not failed, (failed[:5], bgp.environment(run.t0 - 1.0, time.monotonic()))
     assert any(f.started >= run.t0 + run.took for f in run.flows)  # after the withdrawal
 
 
@@ -235,7 +253,7 @@ async def test_3b_director_whose_checks_fail_is_withdrawn_within_1_5s(bgp: Lab) 
     # between directors by the rehash of either change, can meet a table that differs
     # from the other director's and be reset. None may fail outside those two windows:
     # before the event, or while d2 alone carried the VIP.
-    assert failed == withdrawing + reannouncing, failed
+    assert failed == withdrawing + reannouncing, (failed, bgp.environment(t0, time.monotonic()))
 
 
 async def _withdraw_and_back(bgp: Lab, cause: str, bound: float) -> float:

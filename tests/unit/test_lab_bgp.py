@@ -1,6 +1,6 @@
 """The scale-out lab's pure parts: the netlink route decoder behind the FIB timings, the
-director configs the lab writes, the IPVS statistics reader, and the SMTP reply reader of
-the flow clients."""
+director configs the lab writes, the IPVS connection-table reader, the SMTP reply reader
+of the flow clients, and the stall meter's window."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from lab.routewatch import (
 )
 from lab.smtpflows import SmtpReply
 from lab.smtpflows import parse_reply as parse_smtp_reply
+from lab.stalls import Stall, StallMeter
 
 IP = ipaddress.IPv4Address
 D1, D2 = IP("10.12.50.11"), IP("10.12.50.12")
@@ -172,3 +173,10 @@ def test_smtp_replies_single_and_multi_line() -> None:
         250, "r1\nPIPELINING")
     assert parse_smtp_reply([b"xyz\r\n"]) == SmtpReply(0, "")
     assert parse_smtp_reply([]) is None
+
+
+def test_the_stall_meter_names_the_longest_stall_in_a_window() -> None:
+    meter = StallMeter()
+    meter.stalls += [Stall(10.0, 0.2), Stall(11.0, 0.5), Stall(20.0, 0.9)]
+    assert meter.worst(9.0, 12.0) == Stall(11.0, 0.5)
+    assert meter.worst(12.0, 19.0) is None

@@ -13,12 +13,22 @@ it is caused) to the router's kernel FIB losing the director's next hop, seen by
 :class:`lab.routewatch.RouteWatcher` (netlink route events, stamped on arrival by a thread
 of their own). The bounds are the issue's (10 s to two next hops, 1.5 s for an unready
 director, 1 s for a cut link or a killed BIRD, 2 s for a killed mailha); every figure is
-printed (run with ``-s``). Sessions per director are read from each director's own IPVS
-counters (``ipvsadm -Ln --stats``), not from mailha.
+printed (run with ``-s``). Which director carried a session is read from the directors'
+own IPVS connection tables (``ipvsadm -Lnc``, by the client's address and port), not
+from mailha. A director is made unready by stopping the listeners its checks use (each
+director checks the real servers on a port of its own): its checks fail, the real
+servers keep serving.
 
-``net.ipv4.vs.sloppy_tcp`` is set to 1 in the directors by the lab: a flow the router
-rehashes to the other director mid-session is picked up there only with it (and with the
-same Maglev table on both, which is what ``mh`` gives).
+``net.ipv4.vs.sloppy_tcp`` is set to 1 in the directors by the lab (``set_sloppy_tcp``):
+a flow the router rehashes to the other director mid-session is picked up there only
+with it (and with the same Maglev table on both, which is what ``mh`` gives). Once
+mailha sets it itself for ``mh`` services, the fixture should stop doing so, so that
+test 5 checks mailha's setting.
+
+Under TCG on a busy host the guest sometimes does not run for 300 ms; the router's BFD
+then expires sessions no test touched. A failure that such a flap can explain says so:
+its message carries the router's session events and the longest stall of this process
+(:mod:`lab.stalls`).
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ BOUND_START, BOUND_UNREADY, BOUND_BFD, BOUND_SIGKILL = 10.0, 1.5, 1.0, 2.0
 RESTORE = 60.0
 #: The VM without KVM: Python runs ~10x slower, processes start ~30x slower.
 EMULATED = os.environ.get("MAILHA_IN_VM") == "1" and os.environ.get("MAILHA_VM_ACCEL") != "kvm"
+IPv4 = ipaddress.IPv4Address
 
 
 @dataclass
@@ -124,9 +135,6 @@ async def bgp() -> AsyncIterator[Lab]:
                 tail = lab.mailha_log(d).read_text(errors="replace")[-3000:]
                 print(f"--- mailha log tail, {d}\n{tail}")
     assert netns.list_netns(PREFIX) == []
-
-
-IPv4 = ipaddress.IPv4Address
 
 
 def _pct(part: int, whole: int) -> float:

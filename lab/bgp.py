@@ -32,10 +32,10 @@ switch. A director's "cut link" (its bridge port down) then leaves the router's 
 up: only BFD can tell the router, which is what the acceptance test measures.
 
 Two ways to announce: ``announce="manual"`` writes the include file in mailha's format
-itself, holds a dummy ``mailha-bgp`` device in each director and programs IPVS there with
-``ipvsadm`` (the plumbing check, no mailha); ``announce="mailha"`` leaves the include
-file, the device, the VIP on ``lo`` and IPVS to ``mailha serve`` with ``announce = "bgp"``
-(:meth:`BgpLab.start_mailha`).
+itself, makes a (persistent) ``mailha-bgp`` tun device in each director and programs
+IPVS there with ``ipvsadm`` (the plumbing check, no mailha); ``announce="mailha"``
+leaves the include file, the device, the VIP on ``lo`` and IPVS to ``mailha serve`` with
+``announce = "bgp"`` (:meth:`BgpLab.start_mailha`).
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +164,7 @@ class BgpTopology(Topology):
         client_lines += [f"addr add {spec.client.address} dev {cl_if}",
                          f"link set {cl_if} up",
                          f"route add default via {_router_on(CLIENT_NET)}"]
-        jobs = [netns.ip_batch(client_lines, netns=self.netns(CLIENT), force=False)]
+        jobs = [netns.ip_batch(client_lines, netns=self.netns(CLIENT))]
         for node in (*DIRECTORS, *REAL_SERVERS):
             lines = [f"route add default via {gateway_lan}"]
             if node in REAL_SERVERS:
@@ -240,8 +239,6 @@ class BgpLabOptions:
     delay_before_retry: float = 0.2
     min_healthy: int = 1
     reapply_interval: float = 1.0
-    #: Extra keys for every director's [[virtual_server]] (mailha mode).
-    extra_virtual_server: Mapping[str, TomlValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.announce not in ("manual", "mailha"):
@@ -274,7 +271,6 @@ def director_mailha_config(
         "retry": opts.retry,
         "delay_before_retry": opts.delay_before_retry,
         "warmup": 0,
-        **opts.extra_virtual_server,
         "real_server": real_servers,
     }
     if opts.sched_flags:

@@ -41,6 +41,7 @@ leaves the include file, the device, the VIP on ``lo`` and IPVS to ``mailha serv
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import os
 import re
@@ -60,6 +61,7 @@ from lab.topology import LabHost, Topology, TopologySpec
 from mailha.bgp.birdctl import ProtocolRow
 from mailha.bgp.include import protocol_name
 from mailha.bgp.include import render as render_include
+from mailha.config.model import GlobalConfig
 from mailha.control import request as control_request
 from mailha.importer.toml_out import InlineTable, dumps
 from mailha.resource import AsyncResource
@@ -210,6 +212,12 @@ def check_port(director: str) -> int:
     return CHECK_PORT_BASE + DIRECTORS.index(director) + 1
 
 
+def mailha_sets_sloppy_tcp() -> bool:
+    """True once mailha keeps ``net.ipv4.vs.sloppy_tcp`` on while it runs an ``mh``
+    service (``[global] lvs_sloppy_tcp``, issue 12); before that the lab sets it."""
+    return "lvs_sloppy_tcp" in {f.name for f in dataclasses.fields(GlobalConfig)}
+
+
 def parse_connection_clients(text: str, service: str) -> frozenset[tuple[IPv4, int]]:
     """The client ends (address, port) of ``service``'s entries in ``ipvsadm -Lnc``
     output (``TCP 01:59  FIN_WAIT  10.12.60.100:51234 10.12.49.37:25  10.12.50.21:25``)."""
@@ -230,8 +238,8 @@ class BgpLabOptions:
     ipvs: bool = True  # manual: program IPVS with ipvsadm (False: BGP plumbing only)
     lvs_sched: str = "mh"
     sched_flags: tuple[str, ...] = ("mh-port", "mh-fallback")
-    #: Set net.ipv4.vs.sloppy_tcp=1 in the directors (a flow rehashed to the other
-    #: director mid-session is picked up). False: leave it to mailha.
+    #: The directors run with net.ipv4.vs.sloppy_tcp=1 (a flow rehashed to the other
+    #: director mid-session is picked up there): see BgpLab.ensure_sloppy_tcp.
     sloppy_tcp: bool = True
     delay_loop: float = 0.5
     connect_timeout: float = 1.0
@@ -411,12 +419,24 @@ class BgpLab(AsyncResource):
             rules = ipvs_rules(VIP, [self.address(rs) for rs in REAL_SERVERS],
                                sched=self.options.lvs_sched, flags=self.options.sched_flags)
             await topo.exec(d, ["ipvsadm", "-R"], input=rules.encode(), time_limit=60)
-        self.set_sloppy_tcp(d)
+        self.ensure_sloppy_tcp(d)
 
-    def set_sloppy_tcp(self, d: str) -> None:
-        """``net.ipv4.vs.sloppy_tcp=1`` in director ``d`` if the option asks for it."""
-        if self.options.sloppy_tcp:
-            netns.sysctl(self.topo.netns(d), "net.ipv4.vs.sloppy_tcp", 1)
+    def ensure_sloppy_tcp(self, d: str) -> str:
+        """See that ``net.ipv4.vs.sloppy_tcp`` is 1 in director ``d`` (if the option asks
+        for it) and say who set it: ``mailha`` when mailha keeps it on itself for ``mh``
+        services (its ``lvs_sloppy_tcp``; then it is only read, and a 0 is an error), else
+        ``lab`` (set here, for a mailha without that setting, or no mailha at all)."""
+        if not self.options.sloppy_tcp:
+            return "nobody"
+        ns = self.topo.netns(d)
+        if self.options.announce == "mailha" and mailha_sets_sloppy_tcp():
+            with netns.entered(ns):
+                value = Path("/proc/sys/net/ipv4/vs/sloppy_tcp").read_text().strip()
+            if value != "1":
+                raise NetnsError("sloppy_tcp not set by mailha", f"{d}: {value}")
+            return "mailha"
+        netns.sysctl(ns, "net.ipv4.vs.sloppy_tcp", 1)
+        return "lab"
 
     async def close(self) -> None:
         try:

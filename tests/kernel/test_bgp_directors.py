@@ -19,11 +19,11 @@ from mailha. A director is made unready by stopping the listeners its checks use
 director checks the real servers on a port of its own): its checks fail, the real
 servers keep serving.
 
-``net.ipv4.vs.sloppy_tcp`` is set to 1 in the directors by the lab (``set_sloppy_tcp``):
-a flow the router rehashes to the other director mid-session is picked up there only
-with it (and with the same Maglev table on both, which is what ``mh`` gives). Once
-mailha sets it itself for ``mh`` services, the fixture should stop doing so, so that
-test 5 checks mailha's setting.
+``net.ipv4.vs.sloppy_tcp`` must be 1 in the directors: a flow the router rehashes to the
+other director mid-session is picked up there only with it (and with the same Maglev
+table on both, which is what ``mh`` gives). A mailha with ``lvs_sloppy_tcp`` (issue 12's
+Maglev work) sets it itself: the fixture then only checks that it did, and test 5 tests
+mailha's setting; before that, the lab sets it (``BgpLab.ensure_sloppy_tcp``).
 
 Under TCG on a busy host the guest sometimes does not run for 300 ms; the router's BFD
 then expires sessions no test touched. A failure that such a flap can explain says so:
@@ -69,6 +69,7 @@ class Lab:
     fib: RouteWatcher
     stalls: StallMeter
     started: dict[str, float] = field(default_factory=dict)  # figures of the start
+    started_sloppy: dict[str, str] = field(default_factory=dict)  # who set sloppy_tcp
     d1: ipaddress.IPv4Address = field(init=False)
     d2: ipaddress.IPv4Address = field(init=False)
 
@@ -118,8 +119,7 @@ async def bgp() -> AsyncIterator[Lab]:
         change = await fib.wait_for(lambda hops: hops == state.both, after=t0, time_limit=60)
         state.started["two_next_hops"] = change.at - t0
         state.started["imported"] = max(lab.imported_at.values()) - t0
-        for d in lab.directors:
-            lab.set_sloppy_tcp(d)
+        state.started_sloppy = {d: lab.ensure_sloppy_tcp(d) for d in lab.directors}
         try:
             yield state
         finally:
@@ -153,7 +153,8 @@ async def test_1_router_has_two_next_hops_within_10s_of_start(bgp: Lab) -> None:
         assert f["two_next_hops"] <= BOUND_START
     assert await bgp.lab.fib_nexthops() == bgp.both  # ip route agrees with the watcher
     status = await bgp.lab.control("d1", "status")
-    print(f"d1 status, bgp section: {status.get('bgp')}")
+    print(f"d1 status, bgp section: {status.get('bgp')}; sloppy_tcp set by "
+          f"{bgp.started_sloppy}")
     assert status["bgp"]["vips"][0]["announced"], status["bgp"]
 
 

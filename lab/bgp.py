@@ -41,7 +41,6 @@ leaves the include file, the device, the VIP on ``lo`` and IPVS to ``mailha serv
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import os
 import re
@@ -61,7 +60,6 @@ from lab.topology import LabHost, Topology, TopologySpec
 from mailha.bgp.birdctl import ProtocolRow
 from mailha.bgp.include import protocol_name
 from mailha.bgp.include import render as render_include
-from mailha.config.model import GlobalConfig
 from mailha.control import request as control_request
 from mailha.importer.toml_out import InlineTable, dumps
 from mailha.resource import AsyncResource
@@ -210,12 +208,6 @@ CHECK_PORT_BASE = 2500
 
 def check_port(director: str) -> int:
     return CHECK_PORT_BASE + DIRECTORS.index(director) + 1
-
-
-def mailha_sets_sloppy_tcp() -> bool:
-    """True once mailha keeps ``net.ipv4.vs.sloppy_tcp`` on while it runs an ``mh``
-    service (``[global] lvs_sloppy_tcp``, issue 12); before that the lab sets it."""
-    return "lvs_sloppy_tcp" in {f.name for f in dataclasses.fields(GlobalConfig)}
 
 
 def parse_connection_clients(text: str, service: str) -> frozenset[tuple[IPv4, int]]:
@@ -423,13 +415,12 @@ class BgpLab(AsyncResource):
 
     def ensure_sloppy_tcp(self, d: str) -> str:
         """See that ``net.ipv4.vs.sloppy_tcp`` is 1 in director ``d`` (if the option asks
-        for it) and say who set it: ``mailha`` when mailha keeps it on itself for ``mh``
-        services (its ``lvs_sloppy_tcp``; then it is only read, and a 0 is an error), else
-        ``lab`` (set here, for a mailha without that setting, or no mailha at all)."""
+        for it) and say who set it: with mailha, mailha (``lvs_sloppy_tcp``, on by
+        default for ``mh`` services; only read here, a 0 is an error); by hand, the lab."""
         if not self.options.sloppy_tcp:
             return "nobody"
         ns = self.topo.netns(d)
-        if self.options.announce == "mailha" and mailha_sets_sloppy_tcp():
+        if self.options.announce == "mailha":
             with netns.entered(ns):
                 value = Path("/proc/sys/net/ipv4/vs/sloppy_tcp").read_text().strip()
             if value != "1":

@@ -21,9 +21,8 @@ servers keep serving.
 
 ``net.ipv4.vs.sloppy_tcp`` must be 1 in the directors: a flow the router rehashes to the
 other director mid-session is picked up there only with it (and with the same Maglev
-table on both, which is what ``mh`` gives). A mailha with ``lvs_sloppy_tcp`` (issue 12's
-Maglev work) sets it itself: the fixture then only checks that it did, and test 5 tests
-mailha's setting; before that, the lab sets it (``BgpLab.ensure_sloppy_tcp``).
+table on both, which is what ``mh`` gives). mailha sets it itself for ``mh`` services
+(``lvs_sloppy_tcp``): the fixture checks that it did, and test 5 depends on it.
 
 Under TCG on a busy host the guest sometimes does not run for 300 ms; the router's BFD
 then expires sessions no test touched. A failure that such a flap can explain says so:

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from mailha.bgp.readiness import ServiceInput
+from mailha.checkers.quorum import DesiredPool, service_identity
 from mailha.config.model import Config, RealServer, VirtualServer
 from mailha.ip import IPAddress
 from mailha.lvs.desired import (
@@ -48,6 +49,7 @@ from mailha.lvs.status import (
     maglev_services,
 )
 from mailha.lvs.sync_daemons import SyncDaemons
+from mailha.lvs.withdraw_first import PoolHold
 from mailha.metrics import Metrics
 from mailha.net.addresses import Addresses
 from mailha.tasks import cancel_and_wait
@@ -79,6 +81,9 @@ class LvsManager:
                                    on_pool_changed=self.reconciler.mark_dirty)
         self._reconcile_task: asyncio.Task[None] | None = None
         self._fingerprint_memo = FingerprintMemo()
+        #: BGP services' withdraw-first holds, by service identity (kept across reloads).
+        self._holds: dict[object, PoolHold] = {}
+        self._hold_wakeups: dict[object, float] = {}
         #: Drained real servers and since when (kept across reloads).
         self.drained: dict[DrainTarget, float] = {}
 
@@ -177,7 +182,29 @@ class LvsManager:
     def desired(self) -> dict[Any, Any]:
         pools = {i: drain_pool(svc.pool(), svc.virtual_server, self.drained)
                  for i, svc in enumerate(self.checks.health)}
+        self._hold_bgp_pools(pools)
         return desired_table(self.config, pools, self._programmed)
+
+    def _hold_bgp_pools(self, pools: dict[int, DesiredPool]) -> None:
+        """A BGP service that just became unready keeps its last ready pool for a moment:
+        the withdrawal reaches the routers before the table shrinks
+        (:mod:`mailha.lvs.withdraw_first`). The reconcile runs again when a hold ends."""
+        if not self.config.bgp_services:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        holds: dict[object, PoolHold] = {}
+        for i, svc in enumerate(self.checks.health):
+            vs = svc.virtual_server
+            if vs not in self.config.bgp_services:
+                continue
+            key = service_identity(vs)
+            hold = holds[key] = self._holds.get(key) or PoolHold()
+            pools[i], until = hold.program(pools[i], min_healthy=vs.min_healthy, now=now)
+            if until is not None and until != self._hold_wakeups.get(key):
+                self._hold_wakeups[key] = until
+                loop.call_at(until, self.reconciler.mark_dirty)
+        self._holds = holds
 
     def bgp_inputs(self) -> tuple[ServiceInput, ...]:
         """What the BGP mode's readiness needs of each ``announce = "bgp"`` service: in
